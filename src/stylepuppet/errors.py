@@ -1,0 +1,25 @@
+"""User-facing errors: the CLI prints them as one line and exits non-zero."""
+
+
+class StylePuppetError(Exception):
+    """Something the user can fix (bad input, missing weights, ...); the message says how."""
+
+
+class WeightsError(StylePuppetError):
+    """A weights file is missing, corrupt, of the wrong kind, or fails verification."""
+
+
+class UnsafePickleError(WeightsError):
+    """A pickle asked for a global outside the allow-list; nothing from it was executed."""
+
+
+class MediaError(StylePuppetError):
+    """A video or image cannot be read or written."""
+
+
+class NoFaceError(StylePuppetError):
+    """No face was found where one is needed."""
+
+
+class ConfigError(StylePuppetError):
+    """A preset, option or config file is invalid."""

@@ -1,0 +1,99 @@
+"""The 68-point iBUG landmark scheme, its named groups, and per-group weights.
+
+Every landmark backend (dlib, FAN, MediaPipe mesh) reports points under these group names, so a
+weight such as ``mouth=5,eyes=0`` means the same whichever network is in the loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from stylepuppet.errors import ConfigError
+
+NUM_POINTS = 68
+
+#: Non-overlapping groups (0-based, "right/left" from the subject's point of view, as in 300-W).
+GROUPS: dict[str, range] = {
+    "jaw": range(0, 17),
+    "right_eyebrow": range(17, 22),
+    "left_eyebrow": range(22, 27),
+    "nose_bridge": range(27, 31),
+    "lower_nose": range(31, 36),
+    "right_eye": range(36, 42),
+    "left_eye": range(42, 48),
+    "outer_lip": range(48, 60),
+    "inner_lip": range(60, 68),
+}
+
+#: Convenience names that stand for several groups.
+ALIASES: dict[str, tuple[str, ...]] = {
+    "face_oval": ("jaw",),
+    "eyebrows": ("right_eyebrow", "left_eyebrow"),
+    "eyes": ("right_eye", "left_eye"),
+    "nose": ("nose_bridge", "lower_nose"),
+    "mouth": ("outer_lip", "inner_lip"),
+    "lips": ("outer_lip", "inner_lip"),
+    "all": tuple(GROUPS),
+}
+
+#: The original method's group weights (jaw 0.05, eyebrows 1, nose bridge 0.1, lower nose 1,
+#: eyes 1, lips 5).
+SEED_GROUP_WEIGHTS: dict[str, float] = {
+    "jaw": 0.05,
+    "right_eyebrow": 1.0,
+    "left_eyebrow": 1.0,
+    "nose_bridge": 0.1,
+    "lower_nose": 1.0,
+    "right_eye": 1.0,
+    "left_eye": 1.0,
+    "outer_lip": 5.0,
+    "inner_lip": 5.0,
+}
+
+
+def expand_group(name: str) -> tuple[str, ...]:
+    """Return the base groups a name stands for, or raise a ConfigError listing valid names."""
+    if name in GROUPS:
+        return (name,)
+    if name in ALIASES:
+        return ALIASES[name]
+    valid = ", ".join([*GROUPS, *ALIASES])
+    raise ConfigError(f"unknown landmark group {name!r}; valid names: {valid}")
+
+
+def parse_group_weights(spec: str | Mapping[str, float], base: Mapping[str, float] | None = None) -> dict[str, float]:
+    """Resolve ``"mouth=5,eyes=0"`` (or a mapping) into a weight for every base group.
+
+    Entries are applied left to right over ``base`` (default: all 1), so later ones win.
+    """
+    weights = {g: 1.0 for g in GROUPS} if base is None else {g: float(base.get(g, 1.0)) for g in GROUPS}
+    if isinstance(spec, str):
+        items: list[tuple[str, str | float]] = []
+        for part in filter(None, (p.strip() for p in spec.split(","))):
+            if "=" not in part:
+                raise ConfigError(f"group weight {part!r} is not of the form name=value (e.g. mouth=5,eyes=0)")
+            key, value = part.split("=", 1)
+            items.append((key.strip(), value.strip()))
+    else:
+        items = list(spec.items())
+    for key, value in items:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"group weight for {key!r} must be a number, got {value!r}") from None
+        if not np.isfinite(number) or number < 0:
+            raise ConfigError(f"group weight for {key!r} must be a finite number >= 0, got {value!r}")
+        for group in expand_group(key):
+            weights[group] = number
+    return weights
+
+
+def point_weights(weights: Mapping[str, float], groups: Mapping[str, np.ndarray | range] = GROUPS,
+                  num_points: int = NUM_POINTS) -> np.ndarray:
+    """Per-point weight vector [num_points] from per-group weights; points in no group get 0."""
+    out = np.zeros(num_points, dtype=np.float32)
+    for name, idx in groups.items():
+        out[np.asarray(idx, dtype=np.int64)] = float(weights.get(name, 0.0))
+    return out
