@@ -28,12 +28,12 @@ def crop_square(images: Tensor, centre: Tensor, side: Tensor, size: int, padding
     """Resample the squares (centre [N,2] as x,y; side [N]) of ``images`` [N,C,H,W] to [N,C,size,size].
 
     Bilinear and differentiable in the image (and in centre/side). When the crop shrinks the image
-    by more than 1.5x, the image is first box-filtered by an integer factor so that the bilinear
-    resampling does not alias.
+    by 2x or more, the image is first box-filtered by the integer part of that factor, so the
+    bilinear resampling that follows shrinks by less than 2x and does not alias.
     """
     _check_centre_side(images, centre, side)
     h, w = images.shape[-2:]
-    factor = int(torch.min(side.detach()).item() / size / 1.5) if size > 0 else 1
+    factor = int(torch.min(side.detach()).item() / size)
     factor = max(1, min(factor, h, w))
     if factor > 1:
         images = F.avg_pool2d(images, kernel_size=factor, stride=factor, ceil_mode=False)
