@@ -1,0 +1,415 @@
+"""Settings of an animation run: frozen dataclasses, the presets, and TOML / CLI resolution.
+
+A run is fully described by one :class:`AnimateConfig`. It is built in three layers, later ones
+winning: a preset (``seed``, ``keep-identity``, ``free``, ``quick``), then a TOML file, then
+command-line flags. Every key is checked when it is set; an unknown key or a bad value raises a
+one-line :class:`~stylepuppet.errors.ConfigError` naming the key (``schedule.steps``, ...). The
+resolved config is saved beside the results (``OUT/config.json``) and fingerprints a run for resume.
+
+TOML layout (every table and key optional)::
+
+    preset = "keep-identity"
+    mode = "keep-identity"          # or "free"
+    space = "w+"                    # or "w"
+    network = "stylegan2-ffhq-256"  # registry name or file path
+    [loss]                          # the λs
+    look = 1.0
+    landmark = 300.0
+    [landmarks]
+    net = "fan"
+    form = "relative"
+    groups = "mouth=5,eyes=1"       # or a table: groups = { mouth = 5, eyes = 1 }
+    [schedule]
+    steps_first = 300
+    steps = 50
+    [track]
+    smooth = 1.5
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import tomllib
+
+from stylepuppet.errors import ConfigError
+from stylepuppet.face.scheme import GROUPS, SEED_GROUP_WEIGHTS, parse_group_weights
+
+Mode = Literal["keep-identity", "free"]
+Space = Literal["w", "w+"]
+LandmarkNetName = Literal["fan", "mesh"]
+LandmarkForm = Literal["heatmap", "relative"]
+Compare = Literal["coords", "heatmaps"]
+LookLoss = Literal["lpips", "msssim"]
+Device = Literal["cpu", "cuda"]
+UntrainedSize = Literal["tiny", "full"]
+
+PRESETS = ("seed", "keep-identity", "free", "quick")
+DEFAULT_NETWORK = "stylegan2-ffhq-256"
+
+
+def _spec(default: Any = dataclasses.MISSING, *, lo: float | None = None, hi: float | None = None,
+          above: float | None = None, **kwargs: Any) -> Any:
+    """A dataclass field with numeric bounds checked by :func:`_check_value` (lo <= x <= hi, x > above)."""
+    return field(default=default, metadata={"lo": lo, "hi": hi, "above": above}, **kwargs)
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """The λs of the objective ``λ1·look + λ2·landmark + λ3·smoothness + λ4·fidelity (+ noise reg.)``.
+
+    Where the numbers come from: the original method used LPIPS 1, landmark 0.1 (on its heat-map
+    loss), fidelity 0.05, smoothness 0.05; ``noise`` is NVIDIA's projector's noise regularisation
+    weight 1e5 (applied on frame 0 only, while the noise buffers are optimised).
+    """
+
+    look: float = _spec(1.0, lo=0)
+    landmark: float = _spec(0.1, lo=0)
+    smoothness: float = _spec(0.05, lo=0)
+    fidelity: float = _spec(0.05, lo=0)
+    noise: float = _spec(1e5, lo=0)
+
+
+@dataclass(frozen=True)
+class LandmarkConfig:
+    """How the landmark loss is formed.
+
+    ``form``:
+      * ``heatmap`` — the original method: per-frame targets are the landmark net's heat maps of
+        the aligned driving frame; G(w) is framed the same way and the group-weighted heat-map
+        difference is penalised (FAN only: the mesh gives no heat maps).
+      * ``relative`` — the targets are a base face's landmarks moved by the driver's motion
+        (``base + s·(driving_t − driving_ref)``); the base is the look image's landmarks in
+        keep-identity mode and those of the first frame's starting image in free mode, so the
+        face keeps its own shape. ``compare`` is ``coords`` (G(w)'s landmarks by soft-argmax /
+        the net's differentiable points, distance normalised by face size) or ``heatmaps``
+        (target heat maps rendered at the target points; FAN only).
+    ``jitter_*``: the landmark loss is averaged over ``jitter_count`` random framings per step
+    (centre moved by up to ±shift·side, side scaled by up to ±scale), applied identically to
+    the target and G(w), because a single framing is easy to fool. 0 uses the plain framing.
+    ``reference``: driving frame whose landmarks are the motion's zero (None: chosen automatically).
+    """
+
+    net: LandmarkNetName = "fan"
+    weights: str | None = None
+    form: LandmarkForm = "relative"
+    compare: Compare = "coords"
+    groups: dict[str, float] = field(default_factory=lambda: {g: 1.0 for g in GROUPS})
+    jitter_count: int = _spec(2, lo=0, hi=16)
+    jitter_shift: float = _spec(0.03, lo=0, hi=0.5)
+    jitter_scale: float = _spec(0.05, lo=0, hi=0.5)
+    reference: int | None = _spec(None, lo=0)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Steps and learning-rate / exploration-noise schedule of each frame's optimisation.
+
+    Defaults are NVIDIA's StyleGAN2-ADA projector: Adam at lr 0.1 with a linear ramp-up over the
+    first 5% of steps and a cosine ramp-down over the last 25%; w-noise of 0.05·w_std fading to
+    zero over the first 75% of steps with a squared fade. Each frame runs this schedule over its
+    own step count: ``steps_first`` for frame 0 (which starts at the mean latent and also optimises
+    the noise buffers), ``steps`` for later frames (which start from the previous frame's latent).
+    The original method used 300 / 50.
+    """
+
+    steps_first: int = _spec(300, lo=1)
+    steps: int = _spec(50, lo=1)
+    lr: float = _spec(0.1, above=0)
+    lr_rampup: float = _spec(0.05, lo=0, hi=1)
+    lr_rampdown: float = _spec(0.25, lo=0, hi=1)
+    w_noise: float = _spec(0.05, lo=0)
+    w_noise_ramp: float = _spec(0.75, above=0, hi=1)
+
+
+@dataclass(frozen=True)
+class TrackConfig:
+    """Face tracking of the driving video: detector backend and temporal smoothing.
+
+    ``smooth`` is the Gaussian-over-time strength in frames for the landmark track and alignment
+    quads, and for the landmark-net points that drive relative motion; 0 crops every frame on its
+    own from its raw landmarks, as the original method did.
+    """
+
+    detector: Literal["dlib", "fan"] = "dlib"
+    smooth: float = _spec(1.5, lo=0)
+
+
+@dataclass(frozen=True)
+class AnimateConfig:
+    """Everything that decides the result of ``stylepuppet animate`` (see the module docstring)."""
+
+    preset: str = "keep-identity"
+    mode: Mode = "keep-identity"
+    space: Space = "w+"
+    network: str = DEFAULT_NETWORK
+    look_loss: LookLoss = "lpips"
+    look_weights: str | None = None
+    subframes: int = _spec(2, lo=1, hi=16)
+    seed: int = _spec(0, lo=0)
+    device: Device = "cpu"
+    start: int = _spec(0, lo=0)
+    end: int | None = _spec(None, lo=1)
+    max_frames: int | None = _spec(None, lo=1)
+    untrained: bool = False
+    untrained_size: UntrainedSize = "tiny"
+    loss: LossWeights = field(default_factory=LossWeights)
+    landmarks: LandmarkConfig = field(default_factory=LandmarkConfig)
+    schedule: Schedule = field(default_factory=Schedule)
+    track: TrackConfig = field(default_factory=TrackConfig)
+
+    def __post_init__(self) -> None:
+        _check_dataclass(self, "")
+        lm = self.landmarks
+        if lm.net == "mesh" and (lm.form == "heatmap" or lm.compare == "heatmaps"):
+            key = "landmarks.form" if lm.form == "heatmap" else "landmarks.compare"
+            raise ConfigError(f"{key}: the mesh landmark net gives no heat maps; use form = 'relative' with "
+                              "compare = 'coords', or net = 'fan'")
+        if self.end is not None and self.end <= self.start:
+            raise ConfigError(f"end: must be greater than start ({self.start}), got {self.end}")
+
+    @property
+    def frame_count_limit(self) -> int | None:
+        """How many driving frames from ``start`` the run may use (None: to the end of the video)."""
+        limits = [n for n in (self.max_frames, None if self.end is None else self.end - self.start) if n is not None]
+        return min(limits) if limits else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able nested dict (sections as sub-dicts), the inverse of :func:`config_from_dict`."""
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+SECTIONS: dict[str, type] = {"loss": LossWeights, "landmarks": LandmarkConfig, "schedule": Schedule,
+                             "track": TrackConfig}
+
+
+# ---------------------------------------------------------------------------------------------- checking
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _describe(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    args = typing.get_args(tp)
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        return " or ".join("none" if a is type(None) else _describe(a) for a in args)
+    if tp == dict[str, float]:
+        return "group weights such as 'mouth=5,eyes=0'"
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(tp, str(tp))
+
+
+def _coerce(key: str, tp: Any, value: Any) -> Any:
+    """Check ``value`` against the annotation ``tp``; return it normalised (ints to float where asked)."""
+    bad = ConfigError(f"{key}: must be {_describe(tp)}, got {value!r}")
+    if typing.get_origin(tp) is Literal:
+        if value not in typing.get_args(tp):
+            raise bad
+        return value
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        if value is None and type(None) in typing.get_args(tp):
+            return None
+        inner = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _coerce(key, inner[0], value) if len(inner) == 1 else value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise bad
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str) or not value:
+            raise bad
+        return value
+    if tp == dict[str, float]:
+        if not isinstance(value, Mapping) or set(value) != set(GROUPS):
+            raise bad
+        return {g: float(value[g]) for g in GROUPS}
+    raise TypeError(f"unsupported config type {tp!r} for {key}")
+
+
+def _check_value(key: str, f: dataclasses.Field, value: Any) -> None:
+    if value is None or isinstance(value, (bool, str, dict)):
+        return
+    lo, hi, above = f.metadata.get("lo"), f.metadata.get("hi"), f.metadata.get("above")
+    if lo is not None and value < lo:
+        raise ConfigError(f"{key}: must be >= {lo:g}, got {value!r}")
+    if hi is not None and value > hi:
+        raise ConfigError(f"{key}: must be <= {hi:g}, got {value!r}")
+    if above is not None and not value > above:
+        raise ConfigError(f"{key}: must be > {above:g}, got {value!r}")
+
+
+def _check_dataclass(obj: Any, prefix: str) -> None:
+    """Type- and range-check every field of a config dataclass (nested sections included)."""
+    hints = _hints(type(obj))
+    for f in dataclasses.fields(obj):
+        key = prefix + f.name
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(hints[f.name]):
+            if not isinstance(value, hints[f.name]):
+                raise ConfigError(f"{key}: must be a table of settings, got {value!r}")
+            _check_dataclass(value, key + ".")
+            continue
+        normalised = _coerce(key, hints[f.name], value)
+        if normalised is not value:
+            object.__setattr__(obj, f.name, normalised)
+        _check_value(key, f, normalised)
+
+
+# ---------------------------------------------------------------------------------------------- presets
+
+
+def _preset(name: str) -> AnimateConfig:
+    if name == "seed":
+        # The original method: W+, its λs and group weights, FAN heat-map loss on per-frame targets,
+        # each driving frame cropped on its own (no smoothing), 300 / 50 steps, no framing jitter.
+        return AnimateConfig(
+            preset="seed", mode="keep-identity", space="w+",
+            loss=LossWeights(look=1.0, landmark=0.1, smoothness=0.05, fidelity=0.05),
+            landmarks=LandmarkConfig(net="fan", form="heatmap", groups=dict(SEED_GROUP_WEIGHTS), jitter_count=0),
+            schedule=Schedule(steps_first=300, steps=50),
+            track=TrackConfig(smooth=0.0),
+        )
+    # Our presets use the relative coordinate loss. Its λ is set so that a one-heat-map-pixel error
+    # (1/64 of the face crop) costs about what it costs in the original's heat-map loss with λ 0.1
+    # (≈ 5 per point-group sum): 5 / (1/64) ≈ 300. Smoothed track, framing jitter.
+    ours = LandmarkConfig(net="fan", form="relative", compare="coords", groups=dict(SEED_GROUP_WEIGHTS),
+                          jitter_count=2)
+    if name == "keep-identity":
+        return AnimateConfig(preset=name, mode="keep-identity", space="w+",
+                             loss=LossWeights(look=1.0, landmark=300.0, smoothness=0.05, fidelity=0.05),
+                             landmarks=ours)
+    if name == "free":
+        # No look image: the W space (one vector for all layers) keeps the face on the generator's
+        # manifold; the fidelity term is the only identity anchor.
+        return AnimateConfig(preset=name, mode="free", space="w",
+                             loss=LossWeights(look=0.0, landmark=300.0, smoothness=0.05, fidelity=0.05),
+                             landmarks=ours)
+    if name == "quick":
+        # Previews: the keep-identity recipe with about a sixth of the steps and one jittered framing.
+        return AnimateConfig(preset=name, mode="keep-identity", space="w+",
+                             loss=LossWeights(look=1.0, landmark=300.0, smoothness=0.05, fidelity=0.05),
+                             landmarks=dataclasses.replace(ours, jitter_count=1),
+                             schedule=Schedule(steps_first=50, steps=8))
+    raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+
+
+def preset(name: str) -> AnimateConfig:
+    """The named preset's config (ConfigError for an unknown name)."""
+    return _preset(name)
+
+
+# ---------------------------------------------------------------------------------------------- layering
+
+
+def _flatten(table: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """Nested TOML/JSON tables -> dotted keys, rejecting unknown sections and keys."""
+    top = {f.name for f in dataclasses.fields(AnimateConfig)} - set(SECTIONS)
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        if key in SECTIONS:
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{key}: must be a table of settings in {source}, got {value!r}")
+            names = {f.name for f in dataclasses.fields(SECTIONS[key])}
+            for sub, v in value.items():
+                if sub not in names:
+                    raise ConfigError(f"unknown config key '{key}.{sub}' in {source}; valid keys in [{key}]: "
+                                      f"{', '.join(sorted(names))}")
+                out[f"{key}.{sub}"] = v
+        elif key in top:
+            out[key] = value
+        else:
+            raise ConfigError(f"unknown config key {key!r} in {source}; valid keys: "
+                              f"{', '.join(sorted(top | set(SECTIONS)))}")
+    return out
+
+
+def apply_overrides(cfg: AnimateConfig, overrides: Mapping[str, Any]) -> AnimateConfig:
+    """A copy of ``cfg`` with dotted-key overrides applied (``landmarks.groups`` merges onto the current
+    weights: ``"mouth=5"`` changes the mouth only)."""
+    top: dict[str, Any] = {}
+    sections: dict[str, dict[str, Any]] = {}
+    for key, value in overrides.items():
+        section, _, name = key.rpartition(".")
+        if section:
+            if section not in SECTIONS or name not in {f.name for f in dataclasses.fields(SECTIONS[section])}:
+                raise ConfigError(f"unknown config key {key!r}")
+            if key == "landmarks.groups":
+                base = sections.get("landmarks", {}).get("groups", cfg.landmarks.groups)
+                if not isinstance(value, (str, Mapping)):
+                    raise ConfigError(f"landmarks.groups: must be a string such as 'mouth=5,eyes=0' or a table, "
+                                      f"got {value!r}")
+                try:
+                    value = parse_group_weights(value, base=base)
+                except ConfigError as exc:
+                    raise ConfigError(f"landmarks.groups: {exc}") from None
+            sections.setdefault(section, {})[name] = value
+        elif key in SECTIONS or key not in {f.name for f in dataclasses.fields(AnimateConfig)}:
+            raise ConfigError(f"unknown config key {key!r}")
+        else:
+            top[key] = value
+    for section, values in sections.items():
+        top[section] = dataclasses.replace(getattr(cfg, section), **values)
+    return dataclasses.replace(cfg, **top)
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Dotted-key settings from a TOML file (ConfigError if missing, unparsable or holding unknown keys)."""
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            table = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid TOML ({exc}); fix the syntax") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path} ({exc.strerror})") from None
+    return _flatten(table, str(path))
+
+
+def resolve_config(preset_name: str | None = None, config_file: str | Path | None = None,
+                   overrides: Mapping[str, Any] | None = None) -> AnimateConfig:
+    """Preset, then the TOML file, then ``overrides`` (dotted keys, e.g. from CLI flags; None values skipped).
+
+    The preset is ``preset_name`` if given, else the file's ``preset``, else ``free`` when the mode is
+    set to free and ``keep-identity`` otherwise.
+    """
+    from_file = read_toml(config_file) if config_file is not None else {}
+    cli = {k: v for k, v in (overrides or {}).items() if v is not None}
+    mode = cli.get("mode", from_file.get("mode"))
+    name = preset_name or from_file.get("preset") or ("free" if mode == "free" else "keep-identity")
+    if not isinstance(name, str):
+        raise ConfigError(f"preset: must be one of {', '.join(PRESETS)}, got {name!r}")
+    cfg = _preset(name)
+    from_file.pop("preset", None)
+    cfg = apply_overrides(cfg, from_file)
+    cli.pop("preset", None)
+    return apply_overrides(cfg, cli)
+
+
+def config_from_dict(data: Mapping[str, Any]) -> AnimateConfig:
+    """Rebuild a config from :meth:`AnimateConfig.to_dict` output (e.g. a saved ``config.json``)."""
+    flat = _flatten(data, "config")
+    name = flat.pop("preset", "keep-identity")
+    return apply_overrides(dataclasses.replace(_preset(name)), flat)
