@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from media_factories import zero_frame_video
+
 from stylepuppet.errors import MediaError
 from stylepuppet.video import (
     VideoWriter,
@@ -475,16 +477,6 @@ def written(path: Path, content: bytes) -> Path:
     return path
 
 
-def zero_frame_avi(path: Path) -> Path:
-    """An AVI whose header declares a video stream but which holds no frame."""
-    container = av.open(str(path), mode="w")
-    stream = container.add_stream("mpeg4", rate=25)
-    stream.width, stream.height = 32, 32
-    container.start_encoding()
-    container.close()
-    return path
-
-
 def audio_only(path: Path) -> Path:
     container = av.open(str(path), mode="w")
     stream = container.add_stream("aac", rate=AUDIO_RATE)
@@ -505,7 +497,7 @@ def audio_only(path: Path) -> Path:
         (lambda d: written(d / "notes.txt", b"hello"), "cannot read .* as a video"),
         (lambda d: written(d / "fake.mp4", b"hello"), "cannot read .* as a video"),
         (lambda d: written(d / "empty.mp4", b""), "is empty"),
-        (lambda d: zero_frame_avi(d / "zero.avi"), "no frames"),
+        (lambda d: zero_frame_video(d / "zero.avi"), "no frames"),
         (lambda d: audio_only(d / "sound.m4a"), "no video stream"),
         (lambda d: written(d / "fake.png", b"hello"), "cannot read image"),
     ],

@@ -7,9 +7,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
+
+from media_factories import zero_frame_video
 
 from stylepuppet.cli import run
 from stylepuppet.face.smoothing import SmoothingSettings
@@ -50,15 +51,6 @@ def test_smoothing_options(tmp_path: Path, short_clip: Path, capsys: pytest.Capt
     assert FaceTrack.load(out).smoothing == SmoothingSettings(0.0, 0.0, 3.0)
     assert run(["track", str(short_clip), "-o", str(out), "--smooth", "-1"]) == 2  # click's usage error
     assert "--smooth" in capsys.readouterr().err
-
-
-def zero_frame_video(path: Path) -> Path:
-    container = av.open(str(path), mode="w")
-    stream = container.add_stream("mpeg4", rate=25)
-    stream.width, stream.height = 32, 32
-    container.start_encoding()
-    container.close()
-    return path
 
 
 def noise_video(path: Path) -> Path:
