@@ -515,3 +515,17 @@ def test_unreadable_images(tmp_path: Path, media_dir: Path) -> None:
         load_image(tmp_path / "cut.jpg")
     with pytest.raises(MediaError, match="not a file"):
         load_image(tmp_path)
+
+
+def test_written_files_get_the_permissions_of_a_plain_new_file(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        png = write_png(tmp_path / "a.png", np.zeros((4, 4, 3), np.uint8))
+        with VideoWriter(tmp_path / "a.mp4", 25) as writer:
+            writer.write(np.zeros((16, 16, 3), np.uint8))
+    finally:
+        os.umask(mask)
+    assert png.stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "a.mp4").stat().st_mode & 0o777 == 0o644

@@ -427,6 +427,9 @@ def _temp_path(path: Path, suffix: str) -> Path:
     except OSError as exc:
         raise MediaError(f"cannot write in {path.parent} ({_reason(exc)}); choose a writable folder") from None
     os.close(handle)
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(name, 0o666 & ~mask)  # mkstemp files are private (0600); the result should be a plain new file
     return Path(name)
 
 
