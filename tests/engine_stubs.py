@@ -64,6 +64,10 @@ class TinyLatents:
     def latent_std(self) -> float:
         return 1.0
 
+    def candidate_latents(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        z = torch.randn(n, 1, self.latent_dim, generator=generator) * 0.3 + self._mean
+        return z.expand(-1, self.num_ws, -1).clone()
+
     def render(self, latents: Tensor, noise_mode: str = "const") -> Tensor:
         assert latents.ndim == 3 and latents.shape[1:] == (self.num_ws, self.latent_dim), latents.shape
         return self.net(latents.expand(-1, self.net.num_layers, -1))

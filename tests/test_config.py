@@ -40,8 +40,27 @@ def test_our_presets():
 
 
 def test_unknown_preset():
-    with pytest.raises(ConfigError, match="unknown preset 'fast'; choose one of: seed, keep-identity, free, quick"):
-        resolve_config("fast")
+    with pytest.raises(ConfigError, match="unknown preset 'fastest'; choose one of: seed, fast, keep-identity, free, "
+                                          "quick"):
+        resolve_config("fastest")
+
+
+def test_fast_preset_is_the_seed_objective_on_a_faster_schedule():
+    seed, fast = preset("seed"), preset("fast")
+    assert (fast.loss, fast.landmarks, fast.space, fast.track) == (seed.loss, seed.landmarks, seed.space, seed.track)
+    assert fast.schedule.predict and fast.schedule.steps < seed.schedule.steps
+    assert not seed.schedule.predict and seed.schedule.early_stop_tol == 0
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("schedule.early_stop_tol", -0.1, "schedule.early_stop_tol: must be >= 0"),
+    ("schedule.early_stop_min", 1, "schedule.early_stop_min: must be >= 2"),
+    ("schedule.early_stop_every", 0, "schedule.early_stop_every: must be >= 1"),
+    ("schedule.cuda_autocast", "fp16", "schedule.cuda_autocast: must be one of 'off', 'bf16'"),
+])
+def test_speed_settings_are_checked(key, value, message):
+    with pytest.raises(ConfigError, match=message):
+        resolve_config("seed", None, {key: value})
 
 
 def test_layers_preset_then_file_then_cli(tmp_path):

@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import numpy as np
@@ -7,7 +8,14 @@ from engine_stubs import TinyLandmarkNet, TinyLatents, smooth_path
 
 from stylepuppet.config import LandmarkConfig, LossWeights, Schedule
 from stylepuppet.objective import LandmarkObjective, to_unit
-from stylepuppet.projector import Projector, frame_seed, learning_rate, w_noise_scale
+from stylepuppet.projector import (
+    Projector,
+    frame_seed,
+    learning_rate,
+    plateaued,
+    predicted_start,
+    w_noise_scale,
+)
 
 BOX = torch.tensor([[6.0, 6.0, 26.0, 26.0]])
 
@@ -188,3 +196,77 @@ def test_projection_through_our_stylegan2_generator(space):
     result = proj.project(0, targets)
     assert result.latent.shape == (gen.num_ws, 16)
     assert result.terms["landmark"] < 0.4 * start
+
+
+# ------------------------------------------------------------------------------------------ speed levers
+
+
+def test_plateau_test_compares_window_means_and_respects_the_minimum():
+    s = Schedule(early_stop_tol=0.01, early_stop_min=6, early_stop_every=3)
+    flat = torch.tensor([5.0, 4.0, 3.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0])
+    falling = torch.arange(10, 0, -1, dtype=torch.float32)
+    assert not plateaued(flat, 3, s)  # below the minimum
+    assert not plateaued(flat, 7, s)  # not at a check (every 3 steps)
+    assert plateaued(flat, 9, s)  # mean of steps 7-9 equals that of 4-6
+    assert not plateaued(falling, 9, s)
+    assert not plateaued(flat, 9, Schedule())  # off unless a tolerance is set
+
+
+def _converged_frame(schedule):
+    """Frame 1 of a self-consistency pair, and the latent frame 0 converged to on the same target (frame 1
+    then runs ``schedule``)."""
+    gen, proj, targets = setup(schedule=Schedule(steps_first=60, steps=40), frames=2)
+    done = proj.project(0, targets[1])
+    proj.schedule = schedule
+    return gen, proj, targets[1], done.latent
+
+
+def test_early_stop_ends_a_converged_frame_but_not_one_still_improving():
+    schedule = Schedule(steps_first=60, steps=40, lr=0.002, w_noise=0.0, early_stop_tol=0.01, early_stop_min=6,
+                        early_stop_every=3)
+    gen, proj, target, converged = _converged_frame(schedule)
+    assert proj.project(1, target, converged).steps < 40
+    # Far from its minimum, a loss falls steadily (Adam moves each coordinate by about the learning rate
+    # per step): all 40 steps run.
+    fidelity = Projector(gen, None, LossWeights(look=0.0, landmark=0.0, smoothness=0.0, fidelity=1.0),
+                         dataclasses.replace(schedule, lr=0.1))
+    far = gen.mean_latent().expand(gen.num_ws, -1) + 10.0
+    assert fidelity.project(1, None, far).steps == 40
+
+
+def test_early_stop_is_off_by_default_and_in_the_seed_preset():
+    from stylepuppet.config import preset
+
+    s = preset("seed").schedule
+    assert s.early_stop_tol == 0 and not s.predict
+    _, proj, target, converged = _converged_frame(Schedule(steps_first=60, steps=12))
+    assert proj.project(1, target, converged).steps == 12
+
+
+def test_prediction_is_the_linear_extrapolation_kept_on_the_support():
+    class Sphere(TinyLatents):
+        def constrain(self, latents):
+            return latents / latents.norm(dim=-1, keepdim=True)
+
+    gen = TinyLatents("w+")
+    a, b = torch.randn(2, gen.num_ws, gen.latent_dim)
+    assert predicted_start([], gen) is None and predicted_start([a], gen) is None
+    assert torch.equal(predicted_start([a, b], gen), b + (b - a))
+    assert torch.equal(predicted_start([torch.zeros_like(a), a, b], gen), b + (b - a))
+    ball = Sphere("w")
+    x, y = torch.nn.functional.normalize(torch.randn(2, 1, gen.latent_dim), dim=-1)
+    torch.testing.assert_close(predicted_start([x, y], ball), (y + (y - x)) / (y + (y - x)).norm())
+
+
+def test_cuda_flags_change_nothing_on_the_cpu(monkeypatch):
+    def no_compile(*args, **kwargs):
+        raise AssertionError("torch.compile must not run on the CPU")
+
+    monkeypatch.setattr(torch, "compile", no_compile)
+    plain = Schedule(steps_first=10, steps=5)
+    cuda = dataclasses.replace(plain, cuda_autocast="bf16", cuda_channels_last=True, cuda_compile=True)
+    a = run(*setup(schedule=plain, frames=2, jitter=1)[1:])
+    gen, proj, targets = setup(schedule=cuda, frames=2, jitter=1)
+    b = run(proj, targets)
+    assert all(torch.equal(x.latent, y.latent) for x, y in zip(a, b))
+    assert all(p.is_contiguous() for p in gen.net.parameters())  # not made channels-last

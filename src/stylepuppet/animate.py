@@ -38,7 +38,7 @@ from stylepuppet.models.framing import box_from_points
 from stylepuppet.models.interface import LatentGenerator
 from stylepuppet.networks import Networks, load_networks
 from stylepuppet.objective import LandmarkObjective, to_unit
-from stylepuppet.projector import Projector
+from stylepuppet.projector import Projector, predicted_start
 
 STATE, LATENTS, CONFIG, TRACK, TARGETS = "state.npz", "latents.npz", "config.json", "track.npz", "targets.npz"
 ANIMATION, SIDE_BY_SIDE = "animation.mp4", "side_by_side.mp4"
@@ -95,9 +95,9 @@ def file_digest(path: Path) -> str:
 
 
 def fingerprint(cfg: AnimateConfig, inputs: dict[str, Path | None]) -> str:
-    """What decides the latents: the resolved config (but the sub-frame count, which only changes the
-    rendering) and the content of every input file."""
-    h = hashlib.sha256(dataclasses.replace(cfg, subframes=1).to_json().encode())
+    """What decides the latents: the resolved config (but the sub-frame count and the latent filter,
+    which only change the rendering) and the content of every input file."""
+    h = hashlib.sha256(dataclasses.replace(cfg, subframes=1, latent_smooth=0.0).to_json().encode())
     for name, path in sorted(inputs.items()):
         h.update(f"{name}={file_digest(path) if path is not None else '-'};".encode())
     return h.hexdigest()
@@ -142,6 +142,17 @@ def interpolate_latents(ws: torch.Tensor, k: int, generator: LatentGenerator) ->
         nxt = ws[min(i + 1, t - 1)]
         fr = torch.arange(k, dtype=ws.dtype)[:, None, None] / k
         yield generator.constrain(ws[i][None] * (1 - fr) + nxt[None] * fr)
+
+
+def smooth_latents(ws: torch.Tensor, sigma: float, generator: LatentGenerator) -> torch.Tensor:
+    """Latents [T, num_ws, dim] filtered over time by a Gaussian of σ = ``sigma`` frames (edges held,
+    radius 4σ), kept on the generator's latent support; σ = 0 returns them unchanged."""
+    if sigma <= 0 or len(ws) < 2:
+        return ws
+    from scipy.ndimage import gaussian_filter1d
+
+    filtered = gaussian_filter1d(ws.double().cpu().numpy(), sigma, axis=0, mode="nearest")
+    return generator.constrain(torch.from_numpy(filtered).to(ws))
 
 
 # ---------------------------------------------------------------------------------------------- stage 1: track
@@ -207,26 +218,61 @@ class Targets:
     quads: np.ndarray  # [T, 4, 2] driving alignment quads (source pixels)
     fps: float
     audio: str  # driving file to copy audio from ("" for none)
+    start: np.ndarray | None = None  # [num_ws, dim] free mode's chosen first-frame start (None: the mean)
 
     def save(self, path: Path) -> None:
         arrays = {"centres": self.centres, "sides": self.sides, "quads": self.quads,
                   "fps": np.float64(self.fps), "audio": np.array(self.audio)}
-        if self.points is not None:
-            arrays["points"] = self.points
-        if self.look is not None:
-            arrays["look"] = self.look
+        for name in ("points", "look", "start"):
+            if getattr(self, name) is not None:
+                arrays[name] = getattr(self, name)
         save_npz_atomic(path, **arrays)
 
     @classmethod
     def load(cls, path: Path) -> Targets:
         with np.load(path) as z:
             return cls(z["centres"], z["sides"], z.get("points"), z.get("look"), z["quads"], float(z["fps"]),
-                       str(z["audio"]))
+                       str(z["audio"]), z.get("start"))
 
 
 def _framing(obj: LandmarkObjective, boxes: np.ndarray, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
     centre, side = obj.framing(torch.as_tensor(boxes, dtype=torch.float32, device=device))
     return centre.cpu().numpy(), side.cpu().numpy()
+
+
+#: Least size the driving frames are aligned at for reading their landmarks (relative form). A small
+#: generator's size would blur the driver's face before the net sees it.
+READ_SIZE = 256
+#: The driver's landmarks are the mean read-out over this many random framings (±READ_SHIFT·side,
+#: ±READ_SCALE·side), as one framing's read-out carries its own error. On d3, the mesh's mouth
+#: opening of the driver correlated 0.85 with dlib's from one framing and 0.90 from 8 to 16.
+READ_FRAMINGS = 8
+READ_SHIFT = 0.1
+READ_SCALE = 0.2
+
+
+def driver_points(obj: LandmarkObjective, driving: Path, start: int, quads: np.ndarray, centres: np.ndarray,
+                  sides: np.ndarray, size: int, device: torch.device) -> np.ndarray:
+    """The landmark net's points [T, P, 2] of the driving frames, aligned like FFHQ and framed at
+    ``centres`` / ``sides`` (generator pixels at ``size``), returned in generator pixels.
+
+    The frames are aligned and read at ``max(size, READ_SIZE)``, so the read-out sees the driver's
+    face as sharp as the video gives it whatever the generator's resolution, and each frame's points
+    are averaged over :data:`READ_FRAMINGS` framings drawn with a generator seeded by the frame index.
+    """
+    from stylepuppet.models.framing import jitter_framing
+
+    read = max(size, READ_SIZE)
+    k = read / size
+    points = np.zeros((len(quads), obj.net.num_points, 2), dtype=np.float32)
+    for t, frame in enumerate(aligned_frames(driving, start, quads, read)):
+        unit = to_unit(to_tensor(frame, device))
+        c = torch.as_tensor((centres[t:t + 1] + 0.5) * k - 0.5, device=device)
+        s = torch.as_tensor(sides[t:t + 1] * k, device=device)
+        c, s = jitter_framing(c, s, torch.Generator().manual_seed(t), READ_SHIFT, READ_SCALE, READ_FRAMINGS)
+        seen = obj.points(unit.expand(READ_FRAMINGS, -1, -1, -1), c, s).mean(dim=0)
+        points[t] = (seen.cpu().numpy() + 0.5) / k - 0.5
+    return points
 
 
 def build_targets(cfg: AnimateConfig, nets: Networks, obj: LandmarkObjective, track, driving: Path,
@@ -248,13 +294,9 @@ def build_targets(cfg: AnimateConfig, nets: Networks, obj: LandmarkObjective, tr
     if look is not None:
         look_img, look_lm = look
         look_box = box_from_points(torch.as_tensor(look_lm[None], dtype=torch.float32)).numpy()
-    points = None
+    points = start_latent = None
     if cfg.landmarks.form == "relative":
-        driver = np.zeros((t_count, obj.net.num_points, 2), dtype=np.float32)
-        for t, frame in enumerate(aligned_frames(driving, cfg.start, quads, size)):
-            unit = to_unit(to_tensor(frame, device))
-            c, s = torch.as_tensor(centres[t:t + 1], device=device), torch.as_tensor(sides[t:t + 1], device=device)
-            driver[t] = obj.points(unit, c, s)[0].cpu().numpy()
+        driver = driver_points(obj, driving, cfg.start, quads, centres, sides, size, device)
         # The net's points on the driving crops carry per-frame detector noise: smooth them in time as
         # strongly as the track's landmarks (σ = 0, the seed's setting, keeps them raw).
         driver = gaussian_smooth(driver, cfg.track.smooth)
@@ -267,53 +309,132 @@ def build_targets(cfg: AnimateConfig, nets: Networks, obj: LandmarkObjective, tr
             assert look_img is not None and look_box is not None
             base_centre, base_side = _framing(obj, look_box, device)
             base_image = to_unit(to_tensor(look_img, device))
+            bc, bs = torch.as_tensor(base_centre, device=device), torch.as_tensor(base_side, device=device)
+            base = obj.points(base_image, bc, bs)[0].cpu().numpy()
         else:  # free: the generator's starting face (rendered before any noise is optimised)
-            base_centre, base_side = centres[ref:ref + 1], sides[ref:ref + 1]
-            with torch.no_grad():
-                mean = nets.generator.mean_latent().to(device).reshape(1, 1, -1)
-                base_image = to_unit(nets.generator.render(mean.expand(1, nets.generator.num_ws, -1)))
-        bc, bs = torch.as_tensor(base_centre, device=device), torch.as_tensor(base_side, device=device)
-        base = obj.points(base_image, bc, bs)[0].cpu().numpy()
-        points = relative_motion(driver, base, ref, groups=groups).astype(np.float32)
+            start_latent, bc, bs, base_t = free_base(cfg, nets.generator, obj, driver[ref], centres[ref:ref + 1],
+                                                     sides[ref:ref + 1], device)
+            base_centre, base_side, base = bc.cpu().numpy(), bs.cpu().numpy(), base_t.cpu().numpy()
+        points = relative_motion(driver, base, ref, groups=groups,
+                                 strength=cfg.landmarks.strength).astype(np.float32)
         centres = np.repeat(base_centre, t_count, axis=0)
         sides = np.repeat(base_side, t_count, axis=0)
     return Targets(centres.astype(np.float32), sides.astype(np.float32), points, look_img, quads.astype(np.float32),
-                   float(track.fps), str(driving))
+                   float(track.fps), str(driving), None if start_latent is None else start_latent.cpu().numpy())
+
+
+def free_base(cfg: AnimateConfig, generator: LatentGenerator, obj: LandmarkObjective, reference: np.ndarray,
+              centre: np.ndarray, side: np.ndarray,
+              device: torch.device) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Free mode's start latent [num_ws, dim] (None: the mean), the framing of G's face (centre [1, 2],
+    side [1]) and its points [P, 2] there (see :mod:`stylepuppet.base_face`).
+
+    ``reference``: the driver's points [P, 2] at its reference frame, framed at ``centre`` [1, 2] / ``side`` [1].
+    """
+    from stylepuppet.base_face import calibrated_framing, choose_start
+    from stylepuppet.face.motion import RIGID_GROUPS
+
+    ref = torch.as_tensor(reference, dtype=torch.float32, device=device)
+    c = torch.as_tensor(centre, dtype=torch.float32, device=device)
+    s = torch.as_tensor(side, dtype=torch.float32, device=device)
+    rigid = torch.zeros(obj.net.num_points, device=device)
+    for name in RIGID_GROUPS:
+        rigid[torch.as_tensor(obj.net.groups[name], dtype=torch.long)] = 1.0
+    start = None
+    if cfg.start_candidates > 0:
+        start = choose_start(generator, obj, ref, c, s, rigid, cfg.start_candidates, cfg.seed)
+    latent = start if start is not None else generator.mean_latent().to(device).reshape(1, 1, -1).expand(
+        1, generator.num_ws, -1)
+    with torch.no_grad():
+        image = to_unit(generator.render(latent, noise_mode="const"))
+    bc, bs, base = calibrated_framing(obj, image, ref, c, s, rigid)
+    return (None if start is None else start[0]), bc, bs, base[0]
 
 
 # ---------------------------------------------------------------------------------------------- stage 3: state
 
 
+#: Frames per state chunk file: a save after each frame rewrites at most this many frames' latents.
+CHUNK = 32
+
+
+def chunk_folder(path: Path) -> Path:
+    """Where the state file ``path`` (``OUT/state.npz``) keeps its chunks of per-frame results."""
+    return path.with_name(f"{path.stem}-frames")
+
+
 @dataclass
 class RunState:
-    """Latents and loss terms of the frames done so far, and the noise frozen after frame 0."""
+    """Latents and loss terms of the frames done so far, and the noise frozen after frame 0.
+
+    On disk the state is a header ``OUT/state.npz`` (fingerprint, noise) and the frames in chunk
+    files of :data:`CHUNK` frames (``OUT/state-frames/000000.npz``, …). :meth:`save` writes only
+    what changed since the last save — the header when the noise dict was replaced, and the chunks
+    holding new frames — so saving after each frame costs the same at frame 10 and at frame 10 000
+    (rewriting every latent each frame wrote O(T²) bytes over a run). Every file is written
+    atomically (temporary file, then rename), the header before the chunks: a crash leaves the
+    frames of complete chunk writes, and the rest are recomputed bit-identically on resume.
+    """
 
     fingerprint: str
     ws: list[torch.Tensor]
     terms: dict[str, list[float]]
     noise: dict[str, np.ndarray]
+    _saved_frames: int = dataclasses.field(default=0, repr=False, compare=False)
+    _saved_noise: dict | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def done(self) -> int:
         return len(self.ws)
 
     def save(self, path: Path) -> None:
-        arrays: dict[str, np.ndarray] = {"fingerprint": np.array(self.fingerprint)}
-        if self.ws:
-            arrays["ws"] = torch.stack(self.ws).numpy()
-        for name, values in self.terms.items():
-            arrays[f"loss/{name}"] = np.asarray(values, dtype=np.float64)
-        for name, value in self.noise.items():
-            arrays[f"noise/{name}"] = value
-        save_npz_atomic(path, **arrays)
+        if self._saved_noise is not self.noise:
+            arrays: dict[str, np.ndarray] = {"fingerprint": np.array(self.fingerprint), "chunk": np.int64(CHUNK)}
+            for name, value in self.noise.items():
+                arrays[f"noise/{name}"] = value
+            save_npz_atomic(path, **arrays)
+            self._saved_noise = self.noise
+        folder = chunk_folder(path)
+        first = self._saved_frames // CHUNK
+        if first * CHUNK < self.done:
+            folder.mkdir(exist_ok=True)
+        for c in range(first, -(-self.done // CHUNK)):
+            lo, hi = c * CHUNK, min((c + 1) * CHUNK, self.done)
+            chunk = {"fingerprint": np.array(self.fingerprint), "ws": torch.stack(self.ws[lo:hi]).numpy()}
+            for name, values in self.terms.items():
+                chunk[f"loss/{name}"] = np.asarray(values[lo:hi], dtype=np.float64)
+            save_npz_atomic(folder / f"{c:06d}.npz", **chunk)
+        self._saved_frames = self.done
 
     @classmethod
     def load(cls, path: Path) -> RunState:
+        """The header and the consecutive complete frames of its chunks (a short chunk ends the run)."""
         with np.load(path) as z:
-            ws = [torch.from_numpy(w.copy()) for w in z["ws"]] if "ws" in z else []
-            terms = {k.split("/", 1)[1]: z[k].tolist() for k in z.files if k.startswith("loss/")}
+            fp = str(z["fingerprint"])
             noise = {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("noise/")}
-            return cls(str(z["fingerprint"]), ws, terms, noise)
+            size = int(z["chunk"])
+        ws: list[torch.Tensor] = []
+        terms: dict[str, list[float]] = {}
+        folder = chunk_folder(path)
+        while (folder / f"{len(ws) // size:06d}.npz").is_file() and len(ws) % size == 0:
+            with np.load(folder / f"{len(ws) // size:06d}.npz") as z:
+                if str(z["fingerprint"]) != fp:
+                    raise ValueError(f"{folder} holds frames of another run")
+                for k in z.files:
+                    if k.startswith("loss/"):
+                        terms.setdefault(k.split("/", 1)[1], []).extend(z[k].tolist())
+                ws.extend(torch.from_numpy(w.copy()) for w in z["ws"])
+        return cls(fp, ws, terms, noise, len(ws), noise)
+
+    @staticmethod
+    def remove(path: Path) -> None:
+        """Delete a saved state (header and chunks)."""
+        path.unlink(missing_ok=True)
+        folder = chunk_folder(path)
+        if folder.is_dir():
+            for f in folder.iterdir():
+                f.unlink()
+            folder.rmdir()
 
 
 def restore_noise(generator: LatentGenerator, noise: dict[str, np.ndarray]) -> None:
@@ -351,9 +472,11 @@ def render_video(generator: LatentGenerator, ws: torch.Tensor, path: Path, fps: 
 
 
 def render_side_by_side(generator: LatentGenerator, ws: torch.Tensor, targets: Targets, cfg: AnimateConfig,
-                        driving: Path, path: Path, *, stamp: bool, device: torch.device) -> None:
+                        driving: Path, path: Path, *, stamp: bool, device: torch.device,
+                        shown: np.ndarray | None = None) -> None:
     """aligned look | aligned driving frame | output, one row per driving frame at the driving fps;
-    the relative form's target landmarks are drawn on the output for viewing."""
+    the relative form's target landmarks (those of index ``shown``, default all) are drawn on the
+    output for viewing."""
     from stylepuppet.video import VideoWriter
 
     size = generator.img_resolution
@@ -362,7 +485,7 @@ def render_side_by_side(generator: LatentGenerator, ws: torch.Tensor, targets: T
             with torch.inference_mode():
                 out = to_uint8(generator.render(ws[t:t + 1].to(device), noise_mode="const"))[0]
             if targets.points is not None:
-                out = draw_points(out, targets.points[t])
+                out = draw_points(out, targets.points[t] if shown is None else targets.points[t][shown])
             if stamp:
                 out = stamp_untrained(out)
             panels = [frame, out] if targets.look is None else [targets.look, frame, out]
@@ -411,7 +534,8 @@ def _open_state(out: Path, stamp: str, restart: bool, keep: Path | None) -> RunS
             raise ConfigError(f"{out} holds a run with other settings or inputs; rerun the same command to "
                               "resume it, add --restart to start over, or choose another -o folder")
         return state
-    for name in (STATE, TARGETS, TRACK, LATENTS, CONFIG, ANIMATION, SIDE_BY_SIDE):
+    RunState.remove(path)
+    for name in (TARGETS, TRACK, LATENTS, CONFIG, ANIMATION, SIDE_BY_SIDE):
         if keep is None or not (out / name).exists() or not (out / name).samefile(keep):
             (out / name).unlink(missing_ok=True)
     return RunState(stamp, [], {}, {})
@@ -450,8 +574,9 @@ def animate(cfg: AnimateConfig, driving: str | Path, out: str | Path, *, look: s
     if nets.look is not None:
         assert targets.look is not None
         look_target = nets.look.prepare(to_tensor(targets.look, device))
+    anchor = None if targets.start is None else torch.from_numpy(targets.start)
     projector = Projector(gen, obj, cfg.loss, cfg.schedule, look=nets.look, look_target=look_target, seed=cfg.seed,
-                          device=device)
+                          anchor=anchor, device=device)
     if state.done > 0:
         restore_noise(gen, state.noise)
 
@@ -468,11 +593,12 @@ def animate(cfg: AnimateConfig, driving: str | Path, out: str | Path, *, look: s
                 assert targets.points is not None
                 frame_targets = obj.targets_from_points(torch.as_tensor(targets.points[i:i + 1], device=device), c, s)
             prev = state.ws[-1] if state.ws else None
+            init = predicted_start(state.ws, gen) if cfg.schedule.predict else None
 
             def report(step: int, steps: int, terms: dict[str, float], i: int = i) -> None:
                 bar.set_postfix_str(f"frame {i} step {step}/{steps} loss {terms['total']:.4g}")
 
-            result = projector.project(i, frame_targets, prev, on_step=report if progress else None)
+            result = projector.project(i, frame_targets, prev, init=init, on_step=report if progress else None)
             state.ws.append(result.latent)
             for name in TERM_NAMES:
                 state.terms.setdefault(name, []).append(result.terms.get(name, float("nan")))
@@ -486,12 +612,14 @@ def animate(cfg: AnimateConfig, driving: str | Path, out: str | Path, *, look: s
         if frames is not None:
             frames.close()
 
-    ws = torch.stack(state.ws)
+    ws = smooth_latents(torch.stack(state.ws), cfg.latent_smooth, gen)
     untrained = bool(nets.untrained)
     fps = targets.fps
     render_video(gen, ws, out / ANIMATION, fps, cfg.subframes, audio_from=Path(targets.audio),
                  audio_start=cfg.start / fps, stamp=untrained, device=device)
-    render_side_by_side(gen, ws, targets, cfg, driving, out / SIDE_BY_SIDE, stamp=untrained, device=device)
+    grouped = np.unique(np.concatenate([np.asarray(v, dtype=np.int64) for v in obj.net.groups.values()]))
+    render_side_by_side(gen, ws, targets, cfg, driving, out / SIDE_BY_SIDE, stamp=untrained, device=device,
+                        shown=grouped)
     save_latents(out / LATENTS, ws, state, cfg, fps, audio=targets.audio)
     write_text_atomic(out / CONFIG, cfg.to_json() + "\n")
     means = {k: float(np.nanmean(v)) for k, v in state.terms.items() if np.isfinite(np.asarray(v)).any()}
@@ -499,8 +627,9 @@ def animate(cfg: AnimateConfig, driving: str | Path, out: str | Path, *, look: s
 
 
 def save_latents(path: Path, ws: torch.Tensor, state: RunState, cfg: AnimateConfig, fps: float, audio: str) -> None:
-    """OUT/latents.npz: ws [T, num_ws, dim] (num_ws = 1 in W space), the frozen noise buffers by name,
-    per-frame final loss terms, and what re-rendering needs (config, driving fps, audio source)."""
+    """OUT/latents.npz: ws [T, num_ws, dim] as rendered (after the latent filter; num_ws = 1 in W
+    space), the frozen noise buffers by name, per-frame final loss terms, and what re-rendering needs
+    (config, driving fps, audio source)."""
     arrays: dict[str, np.ndarray] = {"ws": ws.numpy(), "fps": np.float64(fps), "subframes": np.int64(cfg.subframes),
                                      "space": np.array(cfg.space), "config": np.array(cfg.to_json()),
                                      "audio": np.array(audio)}

@@ -1,7 +1,7 @@
 """Settings of an animation run: frozen dataclasses, the presets, and TOML / CLI resolution.
 
 A run is fully described by one :class:`AnimateConfig`. It is built in three layers, later ones
-winning: a preset (``seed``, ``keep-identity``, ``free``, ``quick``), then a TOML file, then
+winning: a preset (``seed``, ``fast``, ``keep-identity``, ``free``, ``quick``), then a TOML file, then
 command-line flags. Every key is checked when it is set; an unknown key or a bad value raises a
 one-line :class:`~stylepuppet.errors.ConfigError` naming the key (``schedule.steps``, ...). The
 resolved config is saved beside the results (``OUT/config.json``) and fingerprints a run for resume.
@@ -52,7 +52,7 @@ LookLoss = Literal["lpips", "msssim"]
 Device = Literal["cpu", "cuda"]
 UntrainedSize = Literal["tiny", "full"]
 
-PRESETS = ("seed", "keep-identity", "free", "quick")
+PRESETS = ("seed", "fast", "keep-identity", "free", "quick")
 DEFAULT_NETWORK = "stylegan2-ffhq-256"
 
 
@@ -96,6 +96,13 @@ class LandmarkConfig:
     (centre moved by up to ±shift·side, side scaled by up to ±scale), applied identically to
     the target and G(w), because a single framing is easy to fool. 0 uses the plain framing.
     ``reference``: driving frame whose landmarks are the motion's zero (None: chosen automatically).
+    ``strength``: the relative form copies the driver's change times this (below 1 tones expressions
+    down, for generators that cannot make them as wide as the driver).
+    ``rest``: weight of the net's points outside the named groups. FAN has none; the mesh has ~300
+    (cheeks, forehead, around the eyes) that hold the whole face surface in place. With only the
+    named groups weighted, a 64² DCGAN face followed d0's wide-open mouth by painting a dark blob
+    that the mesh read as an open mouth and dlib did not (correlation −0.09); with ``rest = 1`` the
+    same start and settings reached 0.83.
     """
 
     net: LandmarkNetName = "fan"
@@ -107,6 +114,8 @@ class LandmarkConfig:
     jitter_shift: float = _spec(0.03, lo=0, hi=0.5)
     jitter_scale: float = _spec(0.05, lo=0, hi=0.5)
     reference: int | None = _spec(None, lo=0)
+    rest: float = _spec(1.0, lo=0)
+    strength: float = _spec(1.0, lo=0, hi=4)
 
 
 @dataclass(frozen=True)
@@ -119,6 +128,20 @@ class Schedule:
     own step count: ``steps_first`` for frame 0 (which starts at the mean latent and also optimises
     the noise buffers), ``steps`` for later frames (which start from the previous frame's latent).
     The original method used 300 / 50.
+
+    Speed (all off in the ``seed`` preset, which stays the original method):
+
+    * ``predict``: a later frame starts from the linear prediction ``w_{i−1} + (w_{i−1} − w_{i−2})``
+      (kept on the prior's support), which on smooth motion is already near the answer.
+    * ``early_stop_tol`` > 0: a later frame stops once its loss has stopped improving: every
+      ``early_stop_every`` steps (the only time the loop reads a value back from the device), from
+      ``early_stop_min`` steps on, the mean loss of the last ``early_stop_every`` steps is compared
+      with that of the ``early_stop_every`` before; a relative drop below the tolerance ends the frame.
+    * ``cuda_*`` (untested: no GPU was at hand; ignored on the CPU, so CPU results never change):
+      ``cuda_autocast = "bf16"`` runs the networks under bf16 autocast while latents, noise and Adam
+      stay fp32 (fp16 is not offered: it needs loss scaling, whose overflow check reads back every
+      step); ``cuda_channels_last`` stores the networks' weights channels-last; ``cuda_compile``
+      compiles each step's loss with ``torch.compile``.
     """
 
     steps_first: int = _spec(300, lo=1)
@@ -128,6 +151,13 @@ class Schedule:
     lr_rampdown: float = _spec(0.25, lo=0, hi=1)
     w_noise: float = _spec(0.05, lo=0)
     w_noise_ramp: float = _spec(0.75, above=0, hi=1)
+    predict: bool = False
+    early_stop_tol: float = _spec(0.0, lo=0, hi=1)
+    early_stop_min: int = _spec(10, lo=2)
+    early_stop_every: int = _spec(5, lo=1)
+    cuda_autocast: Literal["off", "bf16"] = "off"
+    cuda_channels_last: bool = False
+    cuda_compile: bool = False
 
 
 @dataclass(frozen=True)
@@ -145,7 +175,20 @@ class TrackConfig:
 
 @dataclass(frozen=True)
 class AnimateConfig:
-    """Everything that decides the result of ``stylepuppet animate`` (see the module docstring)."""
+    """Everything that decides the result of ``stylepuppet animate`` (see the module docstring).
+
+    ``start_candidates`` (free mode): frame 0 starts from the best of this many random latents, the
+    face whose neutral shape is nearest the driver's reference frame (:mod:`stylepuppet.base_face`),
+    and the fidelity term pulls towards it; 0 starts from the generator's mean latent. Keep-identity
+    mode always starts from the mean latent, as the look term pulls towards the look.
+
+    ``latent_smooth``: σ, in driving frames, of a Gaussian filter over time applied to the optimised
+    latents before they are rendered (0: none). Each frame's few steps leave it a little off its
+    neighbours; the filter takes that frame-to-frame wobble out. Its gain on a motion with a period
+    of P frames is exp(−2π²σ²/P²): at σ = 1, 0.95 for P = 20 and 0.58 for P = 6 (fast speech at
+    25 fps), so keep it at or below 1 for talking clips. It only changes the rendering: a finished
+    run given another value resumes at its end and renders again.
+    """
 
     preset: str = "keep-identity"
     mode: Mode = "keep-identity"
@@ -154,6 +197,8 @@ class AnimateConfig:
     look_loss: LookLoss = "lpips"
     look_weights: str | None = None
     subframes: int = _spec(2, lo=1, hi=16)
+    latent_smooth: float = _spec(0.0, lo=0, hi=8)
+    start_candidates: int = _spec(0, lo=0, hi=4096)
     seed: int = _spec(0, lo=0)
     device: Device = "cpu"
     start: int = _spec(0, lo=0)
@@ -290,6 +335,14 @@ def _preset(name: str) -> AnimateConfig:
             schedule=Schedule(steps_first=300, steps=50),
             track=TrackConfig(smooth=0.0),
         )
+    if name == "fast":
+        # The seed's objective with a faster schedule (benchmarks/bench_convergence.py: at equal or lower
+        # landmark loss and output jitter). Later frames start from the linear prediction and run 15 steps;
+        # Adam at 0.03 without w-noise: at 0.1, its first steps move every coordinate by about 0.1 whatever
+        # the gradient, throwing a frame that starts near its answer far off.
+        seed = _preset("seed")
+        return dataclasses.replace(seed, preset=name, schedule=Schedule(steps_first=300, steps=15, lr=0.03,
+                                                                        w_noise=0.0, predict=True))
     # Our presets use the relative coordinate loss. Its λ is set so that a one-heat-map-pixel error
     # (1/64 of the face crop) costs about what it costs in the original's heat-map loss with λ 0.1
     # (≈ 5 per point-group sum): 5 / (1/64) ≈ 300. Smoothed track, framing jitter.
@@ -300,11 +353,19 @@ def _preset(name: str) -> AnimateConfig:
                              loss=LossWeights(look=1.0, landmark=300.0, smoothness=0.05, fidelity=0.05),
                              landmarks=ours)
     if name == "free":
-        # No look image: the W space (one vector for all layers) keeps the face on the generator's
-        # manifold; the fidelity term is the only identity anchor.
-        return AnimateConfig(preset=name, mode="free", space="w",
-                             loss=LossWeights(look=0.0, landmark=300.0, smoothness=0.05, fidelity=0.05),
-                             landmarks=ours)
+        # No look image. Tuned on the one real generator / landmark-net pair at hand (the 64² DigiFace
+        # DCGAN with the mesh, judged by dlib on d0 and d3; see the README's proof section), and untested
+        # on StyleGAN2: W space (one vector for all layers) keeps the face on the generator's manifold;
+        # the start is the best of 256 random faces, and the fidelity term (0.7, not 0.05) pulls every
+        # frame back to it — at 0.05 the face wandered off (dlib's identity distance ~0.55) into
+        # regions where the mesh read open mouths that dlib did not see, at 2 it no longer moved.
+        # Small, noise-free steps (lr 0.03, no w-noise, 100 / 20 steps) and four wider framings per
+        # step (±6%, ±10%) for the same reason.
+        return AnimateConfig(preset=name, mode="free", space="w", start_candidates=256,
+                             loss=LossWeights(look=0.0, landmark=300.0, smoothness=0.05, fidelity=0.7),
+                             landmarks=dataclasses.replace(ours, jitter_count=4, jitter_shift=0.06,
+                                                           jitter_scale=0.1),
+                             schedule=Schedule(steps_first=100, steps=20, lr=0.03, w_noise=0.0))
     if name == "quick":
         # Previews: the keep-identity recipe with about a sixth of the steps and one jittered framing.
         return AnimateConfig(preset=name, mode="keep-identity", space="w+",

@@ -73,7 +73,7 @@ class LandmarkObjective:
         self.jitter_shift = cfg.jitter_shift
         self.jitter_scale = cfg.jitter_scale
         self.size = int(net.input_size)
-        weights = point_weights(cfg.groups, net.groups, net.num_points)
+        weights = point_weights(cfg.groups, net.groups, net.num_points, cfg.rest)
         if not weights.sum() > 0:
             raise ConfigError("landmarks.groups: every group used by the landmark net has weight 0; "
                               "give at least one group a weight > 0")

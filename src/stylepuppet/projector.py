@@ -6,25 +6,28 @@ variance after every step). Unlike NVIDIA's projector, which first redraws the n
 the optimisation starts from the generator's own noise buffers (already a fixed random draw), so
 a target rendered by the same generator is exactly reachable. After frame 0 the noise is frozen,
 and every later frame — and every rendered frame — uses exactly that noise. Later frames start
-from the previous frame's latent and run ``steps`` steps. Each frame gets a fresh Adam and its own
-learning-rate ramp-up / cosine ramp-down and fading w-noise over its own step count.
+from the previous frame's latent (or, with ``schedule.predict``, from the linear prediction of the
+last two) and run ``steps`` steps, or fewer with early stopping. Each frame gets a fresh Adam and its
+own learning-rate ramp-up / cosine ramp-down and fading w-noise over its own step count.
 
 Determinism: all randomness of frame ``i`` (w-noise, framing jitter) comes from a
 ``torch.Generator`` seeded from ``(seed, i)``, drawn on the CPU, so a resumed run computes exactly
 the latents of an uninterrupted one. The inner loop does no host syncs (``.item()``) except every
-``report_every`` steps when a progress callback is given.
+``report_every`` steps when a progress callback is given, and every ``early_stop_every`` steps when
+early stopping is on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from stylepuppet import losses
 from stylepuppet.config import LossWeights, Schedule
@@ -71,9 +74,30 @@ def normalise_noise_(buffers: dict[str, Tensor]) -> None:
             buf *= buf.square().mean().rsqrt()
 
 
+def plateaued(history: Tensor, done: int, schedule: Schedule) -> bool:
+    """Whether a frame's loss has stopped improving after ``done`` steps (``history[:done]`` holds the
+    step losses): the mean of the last ``early_stop_every`` losses is within ``early_stop_tol``
+    (relative) of the mean of the ones before. Reads the device only when a test is due."""
+    k = schedule.early_stop_every
+    if schedule.early_stop_tol <= 0 or done < max(schedule.early_stop_min, 2 * k) or done % k:
+        return False
+    before = history[done - 2 * k:done - k].mean()
+    recent = history[done - k:done].mean()
+    return bool(before - recent <= schedule.early_stop_tol * before.abs())
+
+
+def predicted_start(ws: Sequence[Tensor], generator: LatentGenerator) -> Tensor | None:
+    """Linear prediction ``w_{i−1} + (w_{i−1} − w_{i−2})`` [num_ws, dim] of the next frame's latent from the
+    latents done so far, kept on the prior's support; None before two frames are done."""
+    if len(ws) < 2:
+        return None
+    return generator.constrain((ws[-1] + (ws[-1] - ws[-2]))[None])[0]
+
+
 @dataclass(frozen=True)
 class FrameResult:
-    """One optimised frame: its latent [num_ws, dim] (CPU float32) and final, unweighted loss terms."""
+    """One optimised frame: its latent [num_ws, dim] (CPU float32), final unweighted loss terms and the
+    number of steps it ran."""
 
     latent: Tensor
     terms: dict[str, float]
@@ -89,7 +113,7 @@ class Projector:
 
     def __init__(self, generator: LatentGenerator, landmark: LandmarkObjective | None, weights: LossWeights,
                  schedule: Schedule, *, look: LookMetric | None = None, look_target: Any = None, seed: int = 0,
-                 device: str | torch.device = "cpu") -> None:
+                 anchor: Tensor | None = None, device: str | torch.device = "cpu") -> None:
         self.G = generator
         self.landmark = landmark if weights.landmark > 0 else None
         self.look = look if weights.look > 0 else None
@@ -100,9 +124,28 @@ class Projector:
         self.schedule = schedule
         self.seed = seed
         self.device = torch.device(device)
-        self.mean = generator.mean_latent().detach().to(self.device, torch.float32).reshape(1, 1, -1)
+        # Frame 0 starts here and the fidelity term pulls here: the generator's mean latent, or a chosen
+        # ``anchor`` [num_ws or 1, dim] (e.g. the best of many random faces in free mode).
+        mean = generator.mean_latent() if anchor is None else anchor
+        self.mean = mean.detach().to(self.device, torch.float32).reshape(1, -1, generator.latent_dim)
         self.latent_std = float(generator.latent_std())
         self.shape = (1, generator.num_ws, generator.latent_dim)
+        cuda = self.device.type == "cuda"
+        if cuda and schedule.cuda_channels_last:
+            for net in self._networks():
+                net.to(memory_format=torch.channels_last)
+        self._autocast = cuda and schedule.cuda_autocast == "bf16"
+        self._loss = torch.compile(self._step_loss) if cuda and schedule.cuda_compile else self._step_loss
+
+    def _networks(self) -> list[nn.Module]:
+        """The modules behind the generator and the network-backed terms (their own or held one level down)."""
+        found: list[nn.Module] = []
+        for holder in (self.G, getattr(self.landmark, "net", None), getattr(self.look, "metric", None)):
+            if isinstance(holder, nn.Module):
+                found.append(holder)
+            elif holder is not None:
+                found.extend(v for v in vars(holder).values() if isinstance(v, nn.Module))
+        return found
 
     # ------------------------------------------------------------------ objective
 
@@ -125,8 +168,17 @@ class Projector:
     def _total(self, terms: dict[str, Tensor]) -> Tensor:
         total = torch.zeros((), device=self.device)
         for name, value in terms.items():
-            total = total + getattr(self.weights, name) * value
+            total = total + getattr(self.weights, name) * value.float()
         return total
+
+    def _step_loss(self, w_in: Tensor, w: Tensor, targets: FrameTargets, prev: Tensor | None,
+                   generator: torch.Generator, noise: dict[str, Tensor]) -> tuple[dict[str, Tensor], Tensor]:
+        """The terms and weighted total of one step (networks under bf16 autocast if asked, on CUDA)."""
+        amp = torch.autocast("cuda", dtype=torch.bfloat16) if self._autocast else contextlib.nullcontext()
+        with amp:
+            images = self.G.render(w_in, noise_mode="const")
+            terms = self._terms(w, images, targets, prev, generator, noise)
+        return terms, self._total(terms)
 
     @torch.no_grad()
     def evaluate(self, latent: Tensor, targets: FrameTargets, prev: Tensor | None = None) -> dict[str, float]:
@@ -151,7 +203,8 @@ class Projector:
         """
         first = index == 0
         rng = frame_generator(self.seed, index)
-        steps = self.schedule.steps_first if first else self.schedule.steps
+        schedule = self.schedule
+        steps = schedule.steps_first if first else schedule.steps
         prev_w = None if prev is None else prev.to(self.device, torch.float32).reshape(self.shape)
         if init is not None:
             start = init.to(self.device, torch.float32).reshape(self.shape)
@@ -163,16 +216,16 @@ class Projector:
         noise = self.G.noise_buffers() if first else {}
         for buf in noise.values():  # start from the generator's own noise (a fixed random draw already)
             buf.requires_grad_(True)
-        optimizer = torch.optim.Adam([w, *noise.values()], lr=self.schedule.lr, betas=(0.9, 0.999))
+        optimizer = torch.optim.Adam([w, *noise.values()], lr=schedule.lr, betas=(0.9, 0.999))
+        history = torch.empty(steps, device=self.device) if not first and schedule.early_stop_tol > 0 else None
+        done = 0
         try:
             for step in range(steps):
                 for group in optimizer.param_groups:
-                    group["lr"] = learning_rate(step, steps, self.schedule)
-                sigma = w_noise_scale(step, steps, self.schedule, self.latent_std)
+                    group["lr"] = learning_rate(step, steps, schedule)
+                sigma = w_noise_scale(step, steps, schedule, self.latent_std)
                 w_in = w + torch.randn(self.shape, generator=rng).to(self.device) * sigma if sigma > 0 else w
-                images = self.G.render(w_in, noise_mode="const")
-                terms = self._terms(w, images, targets, prev_w, rng, noise)
-                loss = self._total(terms)
+                terms, loss = self._loss(w_in, w, targets, prev_w, rng, noise)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -180,11 +233,18 @@ class Projector:
                     w.copy_(self.G.constrain(w))
                 if noise:
                     normalise_noise_(noise)
-                if on_step is not None and ((step + 1) % report_every == 0 or step + 1 == steps):
+                done = step + 1
+                stop = False
+                if history is not None:
+                    history[step] = loss.detach()
+                    stop = plateaued(history, done, schedule)
+                if on_step is not None and (done % report_every == 0 or done == steps or stop):
                     terms["total"] = loss
-                    on_step(step + 1, steps, {k: float(v.detach()) for k, v in terms.items()})
+                    on_step(done, steps, {k: float(v.detach()) for k, v in terms.items()})
+                if stop:
+                    break
         finally:
             for buf in noise.values():
                 buf.requires_grad_(False)
         latent = w.detach()
-        return FrameResult(latent[0].cpu().clone(), self.evaluate(latent, targets, prev_w), steps)
+        return FrameResult(latent[0].cpu().clone(), self.evaluate(latent, targets, prev_w), done)

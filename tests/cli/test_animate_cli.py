@@ -1,6 +1,7 @@
 """End to end: `stylepuppet animate` / `render` on the real sample media with small untrained networks."""
 
 import json
+import shutil
 import os
 import signal
 import subprocess
@@ -12,6 +13,7 @@ import av
 import numpy as np
 import pytest
 from PIL import Image
+from scipy.ndimage import gaussian_filter1d
 
 from stylepuppet.cli import run
 from stylepuppet.config import config_from_dict
@@ -109,6 +111,22 @@ def test_rerunning_a_finished_run_resumes_and_other_settings_are_refused(keep_id
     assert err.startswith("error: ") and "other settings or inputs" in err and "--restart" in err
 
 
+def test_a_finished_run_given_a_latent_filter_renders_again_without_optimising(keep_identity_run, media_dir,
+                                                                               tmp_path, capsys):
+    out = tmp_path / "run"
+    shutil.copytree(keep_identity_run, out)
+    raw = np.load(out / "latents.npz")["ws"]
+    args = ["animate", "--look", str(media_dir / "s1.jpg"), "--driving", str(media_dir / "d3.mp4"), "--start", "30",
+            "--max-frames", "4", "--subframes", "2", *FAST, "--latent-smooth", "1", "-o", str(out)]
+    assert run(args) == 0
+    assert "(resumed at frame 4)" in capsys.readouterr().out
+    filtered = np.load(out / "latents.npz")["ws"]
+    expected = gaussian_filter1d(raw.astype(np.float64), 1.0, axis=0, mode="nearest")
+    np.testing.assert_allclose(filtered, expected, atol=1e-6)
+    assert np.abs(np.diff(filtered, axis=0)).mean() < np.abs(np.diff(raw, axis=0)).mean()
+    assert len(decode(out / "animation.mp4")[0]) == 8
+
+
 def test_free_mode_with_the_original_heat_map_loss(cache, media_dir, tmp_path):
     args = ["animate", "--mode", "free", "--preset", "seed", "--driving", str(media_dir / "d0.mp4"),
             "--max-frames", "3", "--subframes", "1", *FAST, "-o", str(tmp_path)]
@@ -145,9 +163,10 @@ def _command(media_dir: Path, out: Path) -> list[str]:
 
 
 def _frames_done(out: Path) -> int:
+    from stylepuppet.animate import RunState
+
     try:
-        with np.load(out / "state.npz") as z:
-            return len(z["ws"]) if "ws" in z.files else 0
+        return RunState.load(out / "state.npz").done
     except (OSError, ValueError, KeyError):
         return 0
 

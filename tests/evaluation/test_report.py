@@ -48,3 +48,16 @@ def test_mismatched_lengths_are_refused(run):
     G, latents, frames, *_ = run
     with pytest.raises(ValueError, match="6 latents but 5 driving frames"):
         evaluate_run(G, latents, frames[:5])
+
+
+def test_side_by_side_shows_a_face_window_reaching_past_the_frame_edge(run, tmp_path):
+    G, latents, frames, ev, outputs = run
+    shifted = [np.ascontiguousarray(f[:, f.shape[1] // 3:]) for f in frames]  # the face now sits near the left edge
+    moved = ev.driver.points.copy()
+    moved[..., 0] -= frames[0].shape[1] // 3
+    ev_moved = type(ev)(type(ev.driver)(moved, ev.driver.found, None), ev.output, ev.correlation,
+                        ev.walk_correlations, ev.walk_missed, ev.identity_distance)
+    path = write_side_by_side(tmp_path / "edge.mp4", shifted, outputs, ev_moved, fps=25)
+    with av.open(str(path)) as container:
+        decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(decoded) == 6 and decoded[0].shape == (256, 512, 3)

@@ -38,3 +38,10 @@ def test_point_weights_follow_groups():
     w = point_weights(parse_group_weights("all=0,inner_lip=3"))
     assert w.shape == (68,)
     assert np.all(w[60:68] == 3) and np.all(w[:60] == 0)
+
+
+def test_points_outside_every_group_get_the_rest_weight():
+    groups = {"jaw": np.array([0, 1]), "inner_lip": np.array([3])}
+    w = point_weights({"jaw": 0.5, "inner_lip": 5.0}, groups, num_points=6, rest=0.25)
+    np.testing.assert_array_equal(w, [0.5, 0.5, 0.25, 5.0, 0.25, 0.25])
+    assert point_weights({"jaw": 0.5, "inner_lip": 5.0}, groups, num_points=6)[[2, 4, 5]].tolist() == [0, 0, 0]

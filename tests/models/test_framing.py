@@ -1,4 +1,6 @@
+import pytest
 import torch
+import torch.nn.functional as F
 
 from stylepuppet.models.framing import (box_from_points, crop_square, crop_to_image, fan_framing, image_to_crop,
                                         jitter_framing)
@@ -65,3 +67,43 @@ def test_jitter_stays_within_bounds_and_is_seeded():
     assert torch.all((c1 - centre).abs() <= 3.0 + 1e-5)
     assert torch.all((s1 / 100 - 1).abs() <= 0.05 + 1e-6)
     assert (s1.max() - s1.min()) > 0.05
+
+
+def _reference_crop(images, centre, side, size):
+    """The textbook two-stage crop: avg_pool2d by int(min side / size), then grid_sample (bilinear, zeros)."""
+    h, w = images.shape[-2:]
+    factor = max(1, min(int(side.min().item() / size), h, w))
+    if factor > 1:
+        images = F.avg_pool2d(images, factor)
+        centre, side = (centre - (factor - 1) / 2) / factor, side / factor
+        h, w = images.shape[-2:]
+    theta = torch.zeros(images.shape[0], 2, 3, dtype=images.dtype)
+    theta[:, 0, 0], theta[:, 1, 1] = side / w, side / h
+    theta[:, 0, 2], theta[:, 1, 2] = (2 * centre[:, 0] + 1) / w - 1, (2 * centre[:, 1] + 1) / h - 1
+    grid = F.affine_grid(theta, [images.shape[0], images.shape[1], size, size], align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+@pytest.mark.parametrize(("height", "size", "side"), [(64, 32, 40.0), (100, 16, 37.3), (128, 16, 200.0),
+                                                      (96, 24, 60.0), (64, 48, 150.0)])
+def test_crop_equals_avg_pool_then_grid_sample_with_gradients(height, size, side):
+    g = torch.Generator().manual_seed(height)
+    img = torch.rand(3, 2, height, height + 7, dtype=torch.float64, generator=g)
+    centre = torch.rand(3, 2, dtype=torch.float64, generator=g) * height * 0.8 + height * 0.1
+    sides = torch.tensor([side, side * 1.07, side * 0.96], dtype=torch.float64)
+    cot = torch.randn(3, 2, size, size, dtype=torch.float64, generator=g)
+    grads = []
+    for fn in (crop_square, _reference_crop):
+        leaves = [t.clone().requires_grad_(True) for t in (img, centre, sides)]
+        out = fn(*leaves, size)
+        out.backward(cot)
+        grads.append([out.detach()] + [t.grad for t in leaves])
+    for ours, ref in zip(*grads):
+        torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-10)
+
+
+def test_crop_never_reads_a_value_back_from_the_device():
+    # Meta tensors have no data: any .item() / int(tensor) in crop_square would raise here.
+    img = torch.empty(2, 3, 64, 64, device="meta")
+    out = crop_square(img, torch.empty(2, 2, device="meta"), torch.empty(2, device="meta"), 16)
+    assert out.shape == (2, 3, 16, 16) and out.device.type == "meta"

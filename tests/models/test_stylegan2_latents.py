@@ -77,3 +77,15 @@ def test_noise_buffers_are_the_live_noise_const_buffers(G, stats):
     finally:
         with torch.no_grad():
             buf.copy_(saved)
+
+
+def test_candidate_latents_are_mapped_random_faces(G, stats):
+    for space in ("w", "w+"):
+        gen = StyleGAN2Latents(G, space, stats)
+        cands = gen.candidate_latents(3, torch.Generator().manual_seed(4))
+        assert cands.shape == (3, gen.num_ws, 16)
+        z = torch.randn(3, 16, generator=torch.Generator().manual_seed(4))
+        with torch.no_grad():
+            expected = G.mapping(z, None)[:, :1].expand(-1, gen.num_ws, -1)
+        torch.testing.assert_close(cands, expected)
+        assert torch.equal(cands, gen.candidate_latents(3, torch.Generator().manual_seed(4)))

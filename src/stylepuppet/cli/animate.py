@@ -19,8 +19,9 @@ _KEYS = {
     "lambda_fidelity": "loss.fidelity", "lambda_noise": "loss.noise",
     "steps_first": "schedule.steps_first", "steps": "schedule.steps", "lr": "schedule.lr",
     "smooth": "track.smooth", "detector": "track.detector",
-    "subframes": "subframes", "max_frames": "max_frames", "start": "start", "end": "end", "seed": "seed",
+    "subframes": "subframes", "latent_smooth": "latent_smooth", "max_frames": "max_frames", "start": "start", "end": "end", "seed": "seed",
     "device": "device", "untrained": "untrained", "untrained_size": "untrained_size",
+    "start_candidates": "start_candidates",
 }
 
 
@@ -39,7 +40,7 @@ def echo_warnings(caught: list[warnings.WarningMessage]) -> None:
 @click.option("--look", type=click.Path(path_type=Path), help="Look image whose identity is kept (keep-identity).")
 @click.option("--driving", required=True, type=click.Path(path_type=Path), help="Driving video (or image folder).")
 @click.option("--mode", type=click.Choice(["keep-identity", "free"]), help="keep-identity (needs --look) or free.")
-@click.option("--preset", help="seed | keep-identity | free | quick (default: keep-identity; free with --mode free).")
+@click.option("--preset", help="seed | fast | keep-identity | free | quick (default: keep-identity; free with --mode free).")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="TOML file of settings.")
 @click.option("--network", help="Generator: registry name or file (StyleGAN2 pickle/.pt/safetensors, DCGAN .pt).")
 @click.option("--landmark-net", type=click.Choice(["fan", "mesh"]), help="Landmark network of the loss.")
@@ -52,6 +53,8 @@ def echo_warnings(caught: list[warnings.WarningMessage]) -> None:
 @click.option("--compare", type=click.Choice(["coords", "heatmaps"]), help="How the relative form compares.")
 @click.option("--groups", help="Landmark group weights, e.g. mouth=5,eyes=0 (applied over the preset's).")
 @click.option("--jitter", type=int, help="Random framings per step for the landmark loss (0: none).")
+@click.option("--start-candidates", type=int,
+              help="Free mode: start from the best of N random faces (0: the generator's mean face).")
 @click.option("--reference", type=int, help="Driving frame (in the run) whose landmarks are the motion's zero.")
 @click.option("--lambda-look", type=float, help="λ1: look (LPIPS / MS-SSIM) weight.")
 @click.option("--lambda-landmark", type=float, help="λ2: landmark weight.")
@@ -65,6 +68,8 @@ def echo_warnings(caught: list[warnings.WarningMessage]) -> None:
 @click.option("--detector", type=click.Choice(["dlib", "fan"]), help="Face detector of the track and the look.")
 @click.option("--track", "track_file", type=click.Path(path_type=Path), help="Reuse a track.npz of the driving video.")
 @click.option("--subframes", type=int, help="Frames rendered per driving frame (k; 1 disables interpolation).")
+@click.option("--latent-smooth", type=float,
+              help="σ in frames of a temporal Gaussian on the latents before rendering (0: none).")
 @click.option("--max-frames", type=int, help="Use at most N driving frames.")
 @click.option("--start", type=int, help="First driving frame.")
 @click.option("--end", type=int, help="Driving frame to stop before.")

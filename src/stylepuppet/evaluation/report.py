@@ -141,7 +141,9 @@ def _face_window(points: np.ndarray, shape: tuple[int, int]) -> tuple[float, flo
 def _panel(frame: np.ndarray, points: np.ndarray, window: tuple[float, float, float], judged_scale: float) -> np.ndarray:
     """``frame`` cut to ``window`` at PANEL², with ``points`` (in pixels of the frame scaled by ``judged_scale``)."""
     x0, y0, side = window
-    img = Image.fromarray(frame).resize((PANEL, PANEL), Image.BICUBIC, box=(x0, y0, x0 + side, y0 + side))
+    # EXTENT (not resize's box) so a window reaching past the frame's edge is filled with black
+    img = Image.fromarray(frame).transform((PANEL, PANEL), Image.Transform.EXTENT, (x0, y0, x0 + side, y0 + side),
+                                           Image.Resampling.BICUBIC)
     draw = ImageDraw.Draw(img)
     if np.isfinite(points).all():
         # pixel-centre convention: judged pixel p is frame pixel (p + 0.5) / judged_scale - 0.5

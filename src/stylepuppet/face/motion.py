@@ -110,10 +110,11 @@ def choose_reference(driving: np.ndarray, fps: float, groups: Groups = GROUPS) -
 
 
 def relative_motion(driving: np.ndarray, look: np.ndarray, ref_index: int | None = None, *,
-                    fps: float = 25.0, groups: Groups = GROUPS) -> np.ndarray:
+                    fps: float = 25.0, groups: Groups = GROUPS, strength: float = 1.0) -> np.ndarray:
     """Landmark targets [T, P, 2]: ``look`` [P, 2] moved by the driver's [T, P, 2] change since its reference.
 
     ``ref_index`` defaults to :func:`choose_reference` over the first second (``fps`` frames).
+    ``strength`` scales the change (1: as the driver moves; below 1: toned down).
     """
     driving = np.asarray(driving, dtype=np.float64)
     look = np.asarray(look, dtype=np.float64)
@@ -129,4 +130,4 @@ def relative_motion(driving: np.ndarray, look: np.ndarray, ref_index: int | None
     reference = driving[ref_index]
     rigid = _indices(groups, *RIGID_GROUPS)
     linear, _ = similarity_fit(reference[rigid], look[rigid])
-    return look + (driving - reference) @ linear.T
+    return look + strength * (driving - reference) @ linear.T

@@ -91,9 +91,10 @@ def parse_group_weights(spec: str | Mapping[str, float], base: Mapping[str, floa
 
 
 def point_weights(weights: Mapping[str, float], groups: Mapping[str, np.ndarray | range] = GROUPS,
-                  num_points: int = NUM_POINTS) -> np.ndarray:
-    """Per-point weight vector [num_points] from per-group weights; points in no group get 0."""
-    out = np.zeros(num_points, dtype=np.float32)
+                  num_points: int = NUM_POINTS, rest: float = 0.0) -> np.ndarray:
+    """Per-point weight vector [num_points] from per-group weights; points in no group get ``rest``
+    (a dense net's surface points: the mesh's cheeks, forehead, ...)."""
+    out = np.full(num_points, rest, dtype=np.float32)
     for name, idx in groups.items():
         out[np.asarray(idx, dtype=np.int64)] = float(weights.get(name, 0.0))
     return out

@@ -10,7 +10,6 @@ the pure functions below.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -24,33 +23,42 @@ def _check_centre_side(images: Tensor, centre: Tensor, side: Tensor) -> None:
         raise ValueError(f"side must be [N] with N={n}, got {tuple(side.shape)}")
 
 
-def crop_square(images: Tensor, centre: Tensor, side: Tensor, size: int, padding_mode: str = "zeros") -> Tensor:
+def _axis_weights(start: Tensor, step: Tensor, factor: Tensor, length: int, size: int) -> Tensor:
+    """Resampling matrices [N, size, length] along one image axis: output ``j`` is the bilinear sample
+    (zero outside) at ``start + step·j`` of the axis box-filtered by ``factor`` (pooled pixel ``k`` is
+    the mean of input pixels ``factor·k … factor·k + factor − 1``; a remainder is dropped, as avg_pool2d
+    drops it). The tent ``max(0, 1 − |x − k|)`` gives exactly the two bilinear weights."""
+    dtype = start.dtype
+    pos = start[:, None] + step[:, None] * torch.arange(size, dtype=dtype, device=start.device)
+    f = factor.to(torch.long)
+    pooled = torch.div(torch.arange(length, device=start.device), f, rounding_mode="floor")
+    inside = (pooled < torch.div(length, f, rounding_mode="floor")).to(dtype)
+    tent = (1 - (pos[:, :, None] - pooled.to(dtype)).abs()).clamp_min(0)
+    return tent * (inside / factor)
+
+
+def crop_square(images: Tensor, centre: Tensor, side: Tensor, size: int) -> Tensor:
     """Resample the squares (centre [N,2] as x,y; side [N]) of ``images`` [N,C,H,W] to [N,C,size,size].
 
-    Bilinear and differentiable in the image (and in centre/side). When the crop shrinks the image
-    by 2x or more, the image is first box-filtered by the integer part of that factor, so the
-    bilinear resampling that follows shrinks by less than 2x and does not alias.
+    Bilinear with zeros outside the image, and differentiable in the image (and in centre/side). When
+    the crop shrinks the image by 2x or more, the image is first box-filtered by the integer part of
+    that factor, so the bilinear resampling that follows shrinks by less than 2x and does not alias.
+
+    The crop is axis-aligned, so box filter and bilinear sampling are one matrix per axis:
+    ``Wy · image · Wxᵀ``. The filter factor stays a device tensor, so the call never waits for the
+    device (no ``.item()``): the optimisation loop calls this every step.
     """
     _check_centre_side(images, centre, side)
     h, w = images.shape[-2:]
-    factor = int(torch.min(side.detach()).item() / size)
-    factor = max(1, min(factor, h, w))
-    if factor > 1:
-        images = F.avg_pool2d(images, kernel_size=factor, stride=factor, ceil_mode=False)
-        # Pixel index x in the pooled image has its centre at factor*x + (factor-1)/2 in the original.
-        centre = (centre - (factor - 1) / 2) / factor
-        side = side / factor
-        h, w = images.shape[-2:]
     dtype = images.dtype
-    centre = centre.to(dtype)
-    side = side.to(dtype)
-    theta = torch.zeros(images.shape[0], 2, 3, dtype=dtype, device=images.device)
-    theta[:, 0, 0] = side / w
-    theta[:, 1, 1] = side / h
-    theta[:, 0, 2] = (2 * centre[:, 0] + 1) / w - 1
-    theta[:, 1, 2] = (2 * centre[:, 1] + 1) / h - 1
-    grid = F.affine_grid(theta, [images.shape[0], images.shape[1], size, size], align_corners=False)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode=padding_mode, align_corners=False)
+    factor = torch.floor(side.detach().min().double() / size).clamp(1, min(h, w)).to(dtype)
+    # Pixel index x of the pooled image has its centre at factor·x + (factor − 1)/2 in the original.
+    centre = (centre.to(dtype) - (factor - 1) / 2) / factor
+    step = side.to(dtype) / (factor * size)
+    start = centre - step[:, None] * (size / 2 - 0.5)
+    wy = _axis_weights(start[:, 1], step, factor, h, size)
+    wx = _axis_weights(start[:, 0], step, factor, w, size)
+    return wy[:, None] @ images @ wx[:, None].transpose(-1, -2)
 
 
 def image_to_crop(points: Tensor, centre: Tensor, side: Tensor, size: int) -> Tensor:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
+import torch
 from torch import Tensor
 
 
@@ -23,6 +24,10 @@ class LatentGenerator(Protocol):
 
     def mean_latent(self) -> Tensor:
         """The starting latent [latent_dim] (w_avg for StyleGAN2)."""
+        ...
+
+    def candidate_latents(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` random latents [n, num_ws, latent_dim] drawn from the prior, to pick a first frame's start from."""
         ...
 
     def latent_std(self) -> float:

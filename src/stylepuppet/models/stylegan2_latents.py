@@ -55,6 +55,15 @@ class StyleGAN2Latents:
             return torch.as_tensor(self.stats.w_mean, dtype=torch.float32).reshape(-1).to(w_avg.device)
         return w_avg.clone()
 
+    def candidate_latents(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """Mapped random faces (z from ``generator`` on the CPU, truncation 1) [n, num_ws, w_dim]."""
+        device = self.G.mapping.w_avg.device
+        z = torch.randn(n, int(self.G.z_dim), generator=generator).to(device)
+        c = torch.zeros(n, int(self.G.c_dim), device=device)
+        with torch.no_grad():
+            w = self.G.mapping(z, c, truncation_psi=1)[:, :1]
+        return w.expand(-1, self.num_ws, -1).clone()
+
     def latent_std(self) -> float:
         """NVIDIA's projector's w_std: root of the summed per-coordinate variance of mapped samples."""
         return float(self.stats.w_std)

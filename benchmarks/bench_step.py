@@ -1,0 +1,192 @@
+"""Cost of one optimisation step of the engine against the bare cost of the networks it runs.
+
+At 256² with random weights (same cost as trained ones): our StyleGAN2 generator with the paper256
+widths, 2DFAN4 (FAN, 4 stacks), LPIPS-VGG16 and the MediaPipe face mesh read from
+``face_landmark.tflite``. Two engine set-ups, each a later frame's step (frame 0 also optimises
+the noise buffers and runs only once per clip):
+
+* ``keep-identity+FAN``: the ``keep-identity`` preset (W+, relative coordinate loss, its jittered
+  framings, LPIPS look term) — the step runs G, FAN on one crop per framing and LPIPS on 1 image;
+* ``free+mesh``: the ``free`` preset with the mesh landmark net (W, its jittered framings) — G and
+  the mesh on one crop per framing.
+
+The mesh's cost against FAN's is compared per crop (``mesh_vs_fan``), as the presets may frame the
+face a different number of times.
+
+The bare cost of a network is one forward and one backward pass of the input gradient (weights
+frozen) at exactly the batch and size the step uses, with nothing around it. Each round times
+every bare network once and one engine step of each set-up (the second step of a 2-step
+projection, read from the progress callback), so slow phases of a shared machine hit all of them
+alike; the table shows medians over the rounds and ``overhead_ratio`` = step / sum of bare costs.
+
+    python benchmarks/bench_step.py                  # 5 rounds
+    python benchmarks/bench_step.py --quick          # 2 rounds (about 1 minute)
+    python benchmarks/bench_step.py --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from stylepuppet.config import AnimateConfig, preset
+from stylepuppet.models.fan import FAN
+from stylepuppet.models.latent_stats import compute_latent_stats
+from stylepuppet.models.lpips import untrained_lpips
+from stylepuppet.models.mesh import load_mesh
+from stylepuppet.models.stylegan2 import Generator
+from stylepuppet.models.stylegan2_latents import StyleGAN2Latents
+from stylepuppet.objective import FrameTargets, LandmarkObjective, LPIPSLook, to_unit
+from stylepuppet.projector import Projector
+
+MESH = Path(__file__).resolve().parents[2] / "shared" / "models" / "face_landmark.tflite"
+TARGET = 1.10
+#: The face box [x1, y1, x2, y2] of the 256² images (where FFHQ alignment puts a face's landmarks).
+BOX = torch.tensor([[62.0, 86.0, 194.0, 222.0]])
+
+
+def generator() -> Generator:
+    """Paper256 widths (channel_base 16384, conv_clamp 256 as in NVIDIA's pickles), random weights."""
+    torch.manual_seed(0)
+    G = Generator(z_dim=512, c_dim=0, w_dim=512, img_resolution=256, mapping_kwargs={"num_layers": 8},
+                  synthesis_kwargs={"channel_base": 16384, "channel_max": 512, "conv_clamp": 256})
+    with torch.no_grad():
+        for name, p in G.named_parameters():
+            if name.endswith("noise_strength"):
+                p.fill_(0.1)
+    return G.eval().requires_grad_(False)
+
+
+def bare(fn: Callable[[Tensor], Tensor], x: Tensor) -> Callable[[], None]:
+    """One forward of ``fn`` on a leaf copy of ``x`` and one backward of a fixed random cotangent."""
+    leaf = x.detach().clone().requires_grad_(True)
+    with torch.no_grad():
+        cot = torch.randn_like(fn(leaf))
+
+    def run() -> None:
+        leaf.grad = None
+        fn(leaf).backward(cot)
+
+    return run
+
+
+def seconds(fn: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def engine_step(proj: Projector, targets: FrameTargets, prev: Tensor) -> Callable[[], float]:
+    """Seconds of the second step of a 2-step projection of frame 1 (a later frame's ordinary step)."""
+
+    def run() -> float:
+        stamps: list[float] = []
+        proj.project(1, targets, prev, on_step=lambda *_: stamps.append(time.perf_counter()), report_every=1)
+        return stamps[1] - stamps[0]
+
+    return run
+
+
+def setup(cfg: AnimateConfig, gen: StyleGAN2Latents, net: torch.nn.Module, look: LPIPSLook | None,
+          image: Tensor) -> tuple[Callable[[], float], dict[str, Callable[[], None]], int]:
+    """The engine step of ``cfg``, the bare network passes it contains and its number of crops per step."""
+    cfg = dataclasses.replace(cfg, schedule=dataclasses.replace(cfg.schedule, steps=2))
+    obj = LandmarkObjective(net, cfg.landmarks)
+    centre, side = obj.framing(BOX)
+    targets = obj.targets_from_points(obj.points(to_unit(image), centre, side), centre, side)
+    look_target = look.prepare(image) if look is not None and cfg.loss.look > 0 else None
+    proj = Projector(gen, obj, cfg.loss, cfg.schedule, look=look, look_target=look_target, seed=0)
+    prev = gen.mean_latent().reshape(1, 1, -1).expand(1, gen.num_ws, -1)[0].clone()
+    crops = max(1, cfg.landmarks.jitter_count)
+    s = net.input_size
+    w = prev[None].clone()
+    costs = {"generator": bare(gen.render, w),
+             cfg.landmarks.net: bare(lambda x: net(x).points, torch.rand(crops, 3, s, s))}
+    if look_target is not None:
+        costs["lpips"] = bare(look.metric.features, image)
+    return engine_step(proj, targets, prev), costs, crops
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="2 rounds instead of 5")
+    parser.add_argument("--rounds", type=int, help="timed rounds (default 5, quick 2)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: a shared 2-core machine)")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    rounds = args.rounds or (2 if args.quick else 5)
+
+    G = generator()
+    gen = StyleGAN2Latents(G, "w+", compute_latent_stats(G, num_samples=1000))
+    gen_w = StyleGAN2Latents(G, "w", gen.stats)
+    torch.manual_seed(1)
+    fan = FAN(4).eval().requires_grad_(False)
+    mesh = load_mesh(MESH).requires_grad_(False)
+    look = LPIPSLook(untrained_lpips("full").requires_grad_(False))
+    with torch.no_grad():
+        image = gen.render(gen.candidate_latents(1, torch.Generator().manual_seed(2)))
+
+    free_mesh = preset("free")
+    free_mesh = dataclasses.replace(free_mesh, landmarks=dataclasses.replace(free_mesh.landmarks, net="mesh"))
+    cases = {"keep-identity+FAN": setup(preset("keep-identity"), gen, fan, look, image),
+             "free+mesh": setup(free_mesh, gen_w, mesh, None, image)}
+
+    steps: dict[str, list[float]] = {name: [] for name in cases}
+    costs: dict[str, dict[str, list[float]]] = {name: {k: [] for k in c[1]} for name, c in cases.items()}
+    for step, parts, _ in cases.values():  # warm-up: allocator, first-call paths
+        step()
+        for fn in parts.values():
+            fn()
+    for r in range(rounds):
+        for name, (step, parts, _) in cases.items():
+            steps[name].append(step())
+            for part, fn in parts.items():
+                costs[name][part].append(seconds(fn))
+        print(f"round {r + 1}/{rounds}: " + ", ".join(f"{n} step {steps[n][-1]:.3f} s" for n in cases), flush=True)
+
+    load = os.getloadavg()[0]
+    print(f"\nOne optimisation step at 256², random weights; torch {torch.__version__}, {torch.get_num_threads()} "
+          f"thread(s) on {os.cpu_count()} cores ({platform.machine()}), load average {load:.1f} at the end; "
+          f"medians of {rounds} interleaved rounds\n")
+    print("| set-up | engine step (s) | bare networks (s) | overhead ratio (target ≤ 1.10) |")
+    print("|---|---|---|---|")
+    result: dict = {"torch": torch.__version__, "threads": torch.get_num_threads(), "cores": os.cpu_count(),
+                    "load_average": load, "rounds": rounds, "target": TARGET, "cases": {}}
+    for name in cases:
+        med = {part: statistics.median(v) for part, v in costs[name].items()}
+        step = statistics.median(steps[name])
+        total = sum(med.values())
+        parts = " + ".join(f"{part}{f' ×{cases[name][2]}' if part in ('fan', 'mesh') else ''} {v:.3f}"
+                           for part, v in med.items())
+        print(f"| {name} | {step:.3f} | {parts} = {total:.3f} | {step / total:.3f} |")
+        result["cases"][name] = {"step_seconds": step, "bare_seconds": med, "bare_total_seconds": total,
+                                 "crops": cases[name][2], "overhead_ratio": step / total}
+    ki, free = result["cases"]["keep-identity+FAN"], result["cases"]["free+mesh"]
+    fan_crop = ki["bare_seconds"]["fan"] / ki["crops"]
+    mesh_crop = free["bare_seconds"]["mesh"] / free["crops"]
+    result["overhead_ratio"] = max(c["overhead_ratio"] for c in result["cases"].values())
+    result["mesh_vs_fan"] = mesh_crop / fan_crop
+    result["bare_seconds"] = {"generator": ki["bare_seconds"]["generator"], "lpips": ki["bare_seconds"]["lpips"],
+                              "fan_per_crop": fan_crop, "mesh_per_crop": mesh_crop}
+    print(f"\nlandmark net per crop (forward + backward): mesh {mesh_crop * 1000:.0f} ms, FAN {fan_crop * 1000:.0f} ms: "
+          f"mesh / FAN = {result['mesh_vs_fan']:.3f}; per step: mesh ×{free['crops']} "
+          f"{free['bare_seconds']['mesh'] * 1000:.0f} ms, FAN ×{ki['crops']} {ki['bare_seconds']['fan'] * 1000:.0f} ms")
+    print(f"overhead_ratio (worst set-up) {result['overhead_ratio']:.3f} (target ≤ {TARGET})")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
