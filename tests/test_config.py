@@ -50,6 +50,7 @@ def test_fast_preset_is_the_seed_objective_on_a_faster_schedule():
     assert (fast.loss, fast.landmarks, fast.space, fast.track) == (seed.loss, seed.landmarks, seed.space, seed.track)
     assert fast.schedule.predict and fast.schedule.steps < seed.schedule.steps
     assert not seed.schedule.predict and seed.schedule.early_stop_tol == 0
+    assert seed.latent_smooth == 0 < fast.latent_smooth  # the original renders each frame's latent as found
 
 
 @pytest.mark.parametrize(("key", "value", "message"), [

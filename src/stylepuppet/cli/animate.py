@@ -19,7 +19,8 @@ _KEYS = {
     "lambda_fidelity": "loss.fidelity", "lambda_noise": "loss.noise",
     "steps_first": "schedule.steps_first", "steps": "schedule.steps", "lr": "schedule.lr",
     "smooth": "track.smooth", "detector": "track.detector",
-    "subframes": "subframes", "latent_smooth": "latent_smooth", "max_frames": "max_frames", "start": "start", "end": "end", "seed": "seed",
+    "subframes": "subframes", "latent_smooth": "latent_smooth", "max_frames": "max_frames", "start": "start",
+    "end": "end", "seed": "seed",
     "device": "device", "untrained": "untrained", "untrained_size": "untrained_size",
     "start_candidates": "start_candidates",
 }
@@ -40,7 +41,8 @@ def echo_warnings(caught: list[warnings.WarningMessage]) -> None:
 @click.option("--look", type=click.Path(path_type=Path), help="Look image whose identity is kept (keep-identity).")
 @click.option("--driving", required=True, type=click.Path(path_type=Path), help="Driving video (or image folder).")
 @click.option("--mode", type=click.Choice(["keep-identity", "free"]), help="keep-identity (needs --look) or free.")
-@click.option("--preset", help="seed | fast | keep-identity | free | quick (default: keep-identity; free with --mode free).")
+@click.option("--preset",
+              help="seed | fast | keep-identity | free | quick (default: keep-identity; free with --mode free).")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="TOML file of settings.")
 @click.option("--network", help="Generator: registry name or file (StyleGAN2 pickle/.pt/safetensors, DCGAN .pt).")
 @click.option("--landmark-net", type=click.Choice(["fan", "mesh"]), help="Landmark network of the loss.")
