@@ -13,7 +13,6 @@ from stylepuppet.animate import (
     fingerprint,
     interpolate_latents,
     render_video,
-    save_npz_atomic,
     smooth_latents,
     stamp_untrained,
 )
@@ -125,18 +124,6 @@ def test_state_round_trips_exactly(tmp_path):
     assert again.fingerprint == "abc" and again.done == 4
     assert all(torch.equal(a, b) for a, b in zip(ws, again.ws))
     assert again.terms == state.terms and np.array_equal(again.noise["b4.noise"], state.noise["b4.noise"])
-
-
-def test_atomic_save_leaves_no_partial_file(tmp_path):
-    class Boom:
-        def __array__(self, *args, **kwargs):
-            raise RuntimeError("disk full")
-
-    save_npz_atomic(tmp_path / "x.npz", a=np.zeros(3))
-    with pytest.raises(RuntimeError):
-        save_npz_atomic(tmp_path / "x.npz", a=Boom())
-    assert [p.name for p in tmp_path.iterdir()] == ["x.npz"]
-    assert np.load(tmp_path / "x.npz")["a"].shape == (3,)
 
 
 def test_fingerprint_follows_settings_and_input_content_but_not_the_rendering(tmp_path):
@@ -299,16 +286,16 @@ def test_free_mode_starts_from_the_best_candidate_saved_with_the_targets(media_d
 
 def _grow(path: Path, frames: int, monkeypatch) -> list[int]:
     """Save a state after each of ``frames`` frames (as the animate loop does); bytes written per save."""
-    from stylepuppet import animate as module
+    from stylepuppet import atomic
 
     written: list[int] = []
-    real = module.save_npz_atomic
+    real = atomic.save_npz
 
     def spy(target, **arrays):
         written[-1] += sum(np.asarray(a).nbytes for a in arrays.values())
         real(target, **arrays)
 
-    monkeypatch.setattr(module, "save_npz_atomic", spy)
+    monkeypatch.setattr(atomic, "save_npz", spy)
     state = RunState("abc", [], {}, {})
     g = torch.Generator().manual_seed(0)
     for i in range(frames):

@@ -20,8 +20,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,6 +30,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
+from stylepuppet import atomic
 from stylepuppet.config import AnimateConfig
 from stylepuppet.errors import ConfigError, MediaError
 from stylepuppet.models.framing import box_from_points
@@ -46,40 +45,6 @@ TERM_NAMES = ("total", "landmark", "look", "smoothness", "fidelity")
 
 
 # ---------------------------------------------------------------------------------------------- small helpers
-
-
-def _umask_mode() -> int:
-    """The permissions a plain new file gets (mkstemp's temporary files are private, 0600)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
-    """np.savez to a temporary file beside ``path``, then rename it over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def file_digest(path: Path) -> str:
@@ -226,7 +191,7 @@ class Targets:
         for name in ("points", "look", "start"):
             if getattr(self, name) is not None:
                 arrays[name] = getattr(self, name)
-        save_npz_atomic(path, **arrays)
+        atomic.save_npz(path, **arrays)
 
     @classmethod
     def load(cls, path: Path) -> Targets:
@@ -392,7 +357,7 @@ class RunState:
             arrays: dict[str, np.ndarray] = {"fingerprint": np.array(self.fingerprint), "chunk": np.int64(CHUNK)}
             for name, value in self.noise.items():
                 arrays[f"noise/{name}"] = value
-            save_npz_atomic(path, **arrays)
+            atomic.save_npz(path, **arrays)
             self._saved_noise = self.noise
         folder = chunk_folder(path)
         first = self._saved_frames // CHUNK
@@ -403,7 +368,7 @@ class RunState:
             chunk = {"fingerprint": np.array(self.fingerprint), "ws": torch.stack(self.ws[lo:hi]).numpy()}
             for name, values in self.terms.items():
                 chunk[f"loss/{name}"] = np.asarray(values[lo:hi], dtype=np.float64)
-            save_npz_atomic(folder / f"{c:06d}.npz", **chunk)
+            atomic.save_npz(folder / f"{c:06d}.npz", **chunk)
         self._saved_frames = self.done
 
     @classmethod
@@ -621,7 +586,7 @@ def animate(cfg: AnimateConfig, driving: str | Path, out: str | Path, *, look: s
     render_side_by_side(gen, ws, targets, cfg, driving, out / SIDE_BY_SIDE, stamp=untrained, device=device,
                         shown=grouped)
     save_latents(out / LATENTS, ws, state, cfg, fps, audio=targets.audio)
-    write_text_atomic(out / CONFIG, cfg.to_json() + "\n")
+    atomic.write_text(out / CONFIG, cfg.to_json() + "\n")
     means = {k: float(np.nanmean(v)) for k, v in state.terms.items() if np.isfinite(np.asarray(v)).any()}
     return AnimateResult(out, t_count, resumed_from, time.perf_counter() - began, means, tuple(nets.untrained))
 
@@ -637,7 +602,7 @@ def save_latents(path: Path, ws: torch.Tensor, state: RunState, cfg: AnimateConf
         arrays[f"noise/{name}"] = value
     for name, values in state.terms.items():
         arrays[f"loss/{name}"] = np.asarray(values, dtype=np.float64)
-    save_npz_atomic(path, **arrays)
+    atomic.save_npz(path, **arrays)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import av
 import numpy as np
 from PIL import Image, ImageOps
 
+from stylepuppet.atomic import plain_file_mode
 from stylepuppet.errors import MediaError
 
 __all__ = [
@@ -427,9 +428,7 @@ def _temp_path(path: Path, suffix: str) -> Path:
     except OSError as exc:
         raise MediaError(f"cannot write in {path.parent} ({_reason(exc)}); choose a writable folder") from None
     os.close(handle)
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(name, 0o666 & ~mask)  # mkstemp files are private (0600); the result should be a plain new file
+    os.chmod(name, plain_file_mode())  # mkstemp files are private (0600); the result should be a plain new file
     return Path(name)
 
 

@@ -36,6 +36,7 @@ from pathlib import Path
 import platformdirs
 from tqdm import tqdm
 
+from stylepuppet import atomic
 from stylepuppet.errors import WeightsError
 
 CACHE_ENV = "STYLEPUPPET_CACHE"
@@ -188,7 +189,7 @@ def write_record(path: Path, entry: WeightsEntry, sha256: str, size: int, how: s
     data = {"name": entry.name, "url": entry.url, "sha256": sha256, "size": size, "how": how,
             "recorded": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     try:
-        _atomic_write_text(record_path(path), json.dumps(data, indent=2) + "\n")
+        atomic.write_text(record_path(path), json.dumps(data, indent=2) + "\n")
     except OSError as exc:
         raise _unwritable(path.parent, exc) from None
 
@@ -196,18 +197,6 @@ def write_record(path: Path, entry: WeightsEntry, sha256: str, size: int, how: s
 def _unwritable(folder: Path, exc: OSError) -> WeightsError:
     return WeightsError(f"cannot write in {folder} ({_reason(exc)}); free some space or set {CACHE_ENV} to a "
                         "writable folder")
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def published_mismatch(entry: WeightsEntry, sha256: str, size: int) -> str | None:
@@ -381,7 +370,7 @@ def _transfer(entry: WeightsEntry, dest: Path, part: Path, progress: bool) -> No
             total = int(length) if length else None
             validator = _validator(response)
             if validator:
-                _atomic_write_text(_part_meta(part), json.dumps({"url": entry.url, "validator": validator}))
+                atomic.write_text(_part_meta(part), json.dumps({"url": entry.url, "validator": validator}))
             else:
                 _part_meta(part).unlink(missing_ok=True)
         done = offset

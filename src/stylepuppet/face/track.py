@@ -11,13 +11,13 @@ face are filled by linear interpolation between their neighbours (held at the en
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from stylepuppet import atomic
 from stylepuppet.errors import MediaError, NoFaceError
 from stylepuppet.face import metrics
 from stylepuppet.face.align import AlignedCrop, align_crop, ffhq_quad, quad_transform, to_aligned
@@ -139,12 +139,6 @@ def fill_missing(points: np.ndarray, detected: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------ the track
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 @dataclass
 class FaceTrack:
     """A face track: what the detector saw, the filled + smoothed landmarks and quads, and its figures.
@@ -215,18 +209,9 @@ class FaceTrack:
             "smooth_shape": np.float64(self.smoothing.shape),
         }
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            atomic.save_npz(path, **arrays)
         except OSError as exc:
             raise MediaError(f"cannot write {path} ({exc.strerror}); choose a writable folder") from None
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-            os.chmod(temp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
-            os.replace(temp, path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
         return path
 
     @classmethod

@@ -31,7 +31,6 @@ import os
 import pickle
 import re
 import struct
-import tempfile
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -42,6 +41,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from stylepuppet import atomic
 from stylepuppet.errors import (
     ConfigError,
     StylePuppetError,
@@ -101,15 +101,8 @@ def save_generator(G: Generator, path: str | os.PathLike[str], *, source: str | 
         metadata["source"] = source
     if which is not None:
         metadata["which"] = which
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic.replacing(path, ".safetensors") as temp:
+        save_file(tensors, str(temp), metadata=metadata)
     return path
 
 

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from stylepuppet import weights
+from stylepuppet import atomic, weights
 
 FORMAT = 1
 
@@ -125,13 +123,6 @@ def _write(path: Path, key: str, stats: LatentStats) -> None:
     data = {"format": FORMAT, "key": key, "num_samples": stats.num_samples, "seed": stats.seed,
             "w_std": stats.w_std, "w_mean": stats.w_mean.tolist()}
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        atomic.write_text(path, json.dumps(data))
     except OSError:
         return
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f)
-        os.replace(tmp, path)
-    except OSError:
-        Path(tmp).unlink(missing_ok=True)
