@@ -358,16 +358,18 @@ def _preset(name: str) -> AnimateConfig:
         # No look image. Tuned on the one real generator / landmark-net pair at hand (the 64² DigiFace
         # DCGAN with the mesh, judged by dlib on d0 and d3; see the README's proof section), and untested
         # on StyleGAN2: W space (one vector for all layers) keeps the face on the generator's manifold;
-        # the start is the best of 256 random faces, and the fidelity term (0.7, not 0.05) pulls every
+        # the start is the best of 256 random faces, and the fidelity term (0.9, not 0.05) pulls every
         # frame back to it — at 0.05 the face wandered off (dlib's identity distance ~0.55) into
-        # regions where the mesh read open mouths that dlib did not see, at 2 it no longer moved.
-        # Small, noise-free steps (lr 0.03, no w-noise) and four wider framings per step (±6%, ±10%)
-        # for the same reason. 40 steps per later frame, not 20: dlib's correlation +0.05 to +0.09 on
-        # d0 and d3 at twice the time. The latent filter (σ 0.5) cuts the output's landmark jitter by
-        # 10–20% and left the correlation as it was (σ 1: −35–40% jitter, but d0's correlation fell
-        # by up to 0.1 in one of three runs).
+        # regions where the mesh read open mouths that dlib did not see; at 0.5 d0 collapsed (0.27),
+        # 0.7 left 44% of d0's frames past dlib's same-person distance, 0.9 none (d0 0.76 -> 0.82, d3
+        # 0.68 -> 0.65), at 2 the face no longer moved. Small, noise-free steps (lr 0.03, no w-noise)
+        # and four wider framings per step (±6%, ±10%) for the same reason. 40 steps per later frame,
+        # not 20: dlib's correlation +0.05 to +0.09 on d0 and d3 at twice the time (60: no better).
+        # The latent filter (σ 0.5) cuts the output's landmark jitter by 10–20% and left the
+        # correlation as it was (σ 1: −35–40% jitter, but d0's correlation fell by up to 0.1 in one
+        # of three runs).
         return AnimateConfig(preset=name, mode="free", space="w", start_candidates=256, latent_smooth=0.5,
-                             loss=LossWeights(look=0.0, landmark=300.0, smoothness=0.05, fidelity=0.7),
+                             loss=LossWeights(look=0.0, landmark=300.0, smoothness=0.05, fidelity=0.9),
                              landmarks=dataclasses.replace(ours, jitter_count=4, jitter_shift=0.06,
                                                            jitter_scale=0.1),
                              schedule=Schedule(steps_first=100, steps=40, lr=0.03, w_noise=0.0))
