@@ -8,7 +8,8 @@ side-by-side video's path are printed as the test runs.
 
 What is asserted holds with margin in our runs of these settings. The issue's targets are 0.8 on d0
 and 0.7 on d3: with the ``free`` preset d0 (seed 2) reaches 0.82 and d3 0.65 (not met), against random
-walks' 95th percentiles of 0.55 and 0.04. d0's walks correlate strongly by chance (its 78 frames hold
+walks' 95th percentiles of 0.55 and 0.04, at one torch thread (at two, which sums in another order, d0
+gave 0.82 again and d3 0.61). d0's walks correlate strongly by chance (its 78 frames hold
 few mouth cycles), so its margin over them is asserted at 0.15, d3's at 0.2. On d0 the outcome hangs
 on the start face: seed 0 picks a bearded face whose opening mouth becomes a dark blob the mesh reads
 as open and dlib does not (−0.27), seed 1 a face dlib loses in 44 of 78 frames; the test runs seed 2
@@ -30,7 +31,7 @@ from stylepuppet.evaluation.measures import SAME_PERSON_DISTANCE
 pytestmark = pytest.mark.slow
 
 #: (clip, frames, seed, least correlation asserted, least margin over the walks' 95th percentile)
-CLIPS = [("d0", 78, 2, 0.75, 0.15), ("d3", 80, 0, 0.58, 0.2)]
+CLIPS = [("d0", 78, 2, 0.75, 0.15), ("d3", 80, 0, 0.55, 0.2)]
 
 
 @pytest.mark.parametrize("clip, frames, seed, least, margin", CLIPS)
