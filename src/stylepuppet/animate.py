@@ -110,13 +110,14 @@ def interpolate_latents(ws: torch.Tensor, k: int, generator: LatentGenerator) ->
 
 
 def smooth_latents(ws: torch.Tensor, sigma: float, generator: LatentGenerator) -> torch.Tensor:
-    """Latents [T, num_ws, dim] filtered over time by a Gaussian of σ = ``sigma`` frames (edges held,
-    radius 4σ), kept on the generator's latent support; σ = 0 returns them unchanged."""
+    """Latents [T, num_ws, dim] filtered over time by the track's Gaussian (σ = ``sigma`` frames, ends
+    point-reflected so a steady drift passes unchanged), kept on the generator's latent support; σ = 0
+    returns them unchanged."""
     if sigma <= 0 or len(ws) < 2:
         return ws
-    from scipy.ndimage import gaussian_filter1d
+    from stylepuppet.face.smoothing import gaussian_smooth
 
-    filtered = gaussian_filter1d(ws.double().cpu().numpy(), sigma, axis=0, mode="nearest")
+    filtered = gaussian_smooth(ws.cpu().numpy(), sigma)
     return generator.constrain(torch.from_numpy(filtered).to(ws))
 
 
