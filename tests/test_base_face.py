@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
+import pytest
 import torch
 
-from stylepuppet.base_face import (apply_similarity, calibrated_framing, choose_start, fit_similarity,
-                                   shape_distance)
+from stylepuppet.base_face import (
+    MOUTH_RING_SCALES,
+    apply_similarity,
+    calibrated_framing,
+    choose_start,
+    fit_similarity,
+    luminance_at,
+    mouth_clearance,
+    shape_distance,
+)
 
 
 def _similar(points: torch.Tensor, scale: float, angle: float, shift: tuple[float, float]) -> torch.Tensor:
@@ -45,6 +55,81 @@ def test_shape_distance_ignores_pose_and_size_but_not_expression() -> None:
                                 torch.ones(12))
     assert small > 0.01
     assert torch.isclose(small, big, rtol=1e-4)  # the same change at another size scores the same
+
+
+def test_luminance_at_samples_rec601_luma_at_pixel_indices() -> None:
+    images = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(4))
+    luma = 0.299 * images[:, 0] + 0.587 * images[:, 1] + 0.114 * images[:, 2]
+    at = torch.tensor([[[3.0, 5.0], [0.0, 7.0]], [[6.0, 1.0], [2.5, 4.0]]])  # (x, y) pixel indices
+    expected = torch.stack([torch.stack([luma[0, 5, 3], luma[0, 7, 0]]),
+                            torch.stack([luma[1, 1, 6], (luma[1, 4, 2] + luma[1, 4, 3]) / 2])])
+    assert torch.allclose(luminance_at(images, at), expected, atol=1e-6)
+
+
+def _mouth_face(skin: float, ring: float, line: float) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """A flat 64² face of luminance ``skin`` with a mouth: lips on a circle of radius 8 about (32, 40),
+    the line between them a dark stripe, the skin 9–15 px from the mouth's centre painted ``ring``,
+    and one point per eye at (14, 12) and (50, 12)."""
+    angles = torch.linspace(0, 2 * math.pi, 13)[:-1]
+    outer = torch.stack([32 + 8 * torch.cos(angles), 40 + 8 * torch.sin(angles)], dim=-1)
+    inner = torch.stack([torch.linspace(26, 38, 6), torch.full((6,), 40.0)], dim=-1)
+    eyes = torch.tensor([[14.0, 12.0], [50.0, 12.0]])
+    image = torch.full((1, 3, 64, 64), skin)
+    yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    r = ((xx - 32) ** 2 + (yy - 40) ** 2).sqrt()
+    image[..., (r > 9) & (r < 15)] = ring
+    image[..., 39:42, 24:41] = line
+    groups = {"outer_lip": list(range(12)), "inner_lip": list(range(12, 18)), "right_eye": [18], "left_eye": [19]}
+    return image, torch.cat([outer, inner, eyes])[None], groups
+
+
+def test_mouth_clearance_is_the_skin_round_the_mouth_over_the_cheeks() -> None:
+    assert all(9 + 1.5 < 8 * k < 15 - 1.5 for k in MOUTH_RING_SCALES)  # the sampled ring lies in the painted one
+    bare, points, groups = _mouth_face(skin=0.8, ring=0.8, line=0.2)
+    bearded, _, _ = _mouth_face(skin=0.8, ring=0.3, line=0.2)
+    mirrored = points.clone()
+    mirrored[..., 0] = 64 - mirrored[..., 0]  # eyes and lips listed the other way round: the same face
+    clearance = mouth_clearance(torch.cat([bare, bearded, bearded]), torch.cat([points, points, mirrored]), groups)
+    assert torch.allclose(clearance, torch.tensor([1.0, 0.3 / 0.8, 0.3 / 0.8]), atol=1e-5)
+
+
+class _MouthWorld:
+    """A fake generator and landmark objective for :func:`choose_start`. Latent ``i`` renders a mouth
+    whose surrounding skin has luminance ``rings[i]``; its points are the mouth's plus a chin point
+    ``drops[i]`` pixels below the driver's (its shape distance), read the same at any framing."""
+
+    num_ws, jitter_shift, jitter_scale = 1, 0.0, 0.0
+
+    def __init__(self, rings: list[float], drops: list[float]) -> None:
+        self.rings, self.drops = rings, drops
+        _, mouth, groups = _mouth_face(0.8, 0.8, 0.2)
+        self.reference = torch.cat([mouth[0], torch.tensor([[32.0, 58.0]])])
+        self.net = type("Net", (), {"groups": groups})()
+        self.point_weights = torch.ones(len(self.reference))
+
+    def candidate_latents(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return torch.arange(float(n)).reshape(n, 1, 1)
+
+    def render(self, latents: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
+        return torch.cat([_mouth_face(0.8, self.rings[int(i)], 0.2)[0] for i in latents.flatten()]) * 2 - 1
+
+    def points(self, images01: torch.Tensor, centre: torch.Tensor, side: torch.Tensor) -> torch.Tensor:
+        ring = images01[:, 0, 40, 43]  # a pixel of the painted ring tells which face this is
+        which = (ring[:, None] - torch.tensor(self.rings)).abs().argmin(dim=1)
+        out = self.reference.expand(len(which), -1, -1).clone()
+        out[:, -1, 1] += torch.tensor(self.drops)[which]
+        return out
+
+
+def test_choose_start_passes_over_faces_whose_mouth_barely_shows(monkeypatch) -> None:
+    from stylepuppet import base_face
+
+    monkeypatch.setattr(base_face, "STEADIEST_SHARE", 1.0)  # all read equally steadily here
+    # faces 0 and 1: skin round the mouth as dark as a beard; 2 and 3: bare. 0 matches the driver best.
+    world = _MouthWorld(rings=[0.3, 0.35, 0.7, 0.75], drops=[0.0, 1.0, 2.0, 3.0])
+    start = choose_start(world, world, world.reference, torch.tensor([[32.0, 40.0]]), torch.tensor([40.0]),
+                         torch.ones(len(world.reference)), count=4, seed=0)
+    assert int(start) == 2  # the best match among the bare-mouthed half
 
 
 class _IdealReader:
@@ -84,6 +169,7 @@ def test_choose_start_picks_the_candidate_whose_shape_matches(models_dir: Path, 
     from stylepuppet.objective import to_unit
 
     monkeypatch.setattr(base_face, "STEADIEST_SHARE", 1.0)  # shape alone decides here
+    monkeypatch.setattr(base_face, "CLEAREST_SHARE", 1.0)
     G, mesh, obj = _dcgan_and_mesh(models_dir)
     centre, side = torch.tensor([[32.0, 40.0]]), torch.tensor([70.0])
     rigid = torch.ones(mesh.num_points)
@@ -96,8 +182,8 @@ def test_choose_start_picks_the_candidate_whose_shape_matches(models_dir: Path, 
     assert torch.equal(start, candidates[7:8])
 
 
-def test_a_face_reads_steadier_than_noise_and_only_steady_faces_compete(models_dir: Path, media_dir: Path) -> None:
-    from stylepuppet.base_face import STEADIEST_SHARE, readout_spread
+def test_a_face_reads_steadier_than_noise_and_only_steady_clear_mouthed_faces_compete(models_dir: Path) -> None:
+    from stylepuppet.base_face import CLEAREST_SHARE, STEADIEST_SHARE, readout_spread
     from stylepuppet.objective import to_unit
 
     G, mesh, obj = _dcgan_and_mesh(models_dir)
@@ -119,7 +205,85 @@ def test_a_face_reads_steadier_than_noise_and_only_steady_faces_compete(models_d
     chosen = int(torch.nonzero((candidates == start).all(dim=-1).all(dim=-1))[0])
     with torch.no_grad():
         images = to_unit(G.render(candidates))
-    c, s, _ = calibrated_framing(obj, images, reference, torch.tensor([[32.0, 38.0]]), torch.tensor([75.0]),
-                                 torch.ones(mesh.num_points))
+    c, s, points = calibrated_framing(obj, images, reference, torch.tensor([[32.0, 38.0]]), torch.tensor([75.0]),
+                                      torch.ones(mesh.num_points))
     spreads = readout_spread(obj, images, c, s, again)
-    assert chosen in torch.argsort(spreads)[:round(STEADIEST_SHARE * 16)].tolist()
+    steady = torch.argsort(spreads)[:round(STEADIEST_SHARE * 16)]
+    clearance = mouth_clearance(images, points, mesh.groups)[steady]
+    clearest = steady[torch.argsort(clearance, descending=True)[:round(CLEAREST_SHARE * len(steady))]]
+    assert chosen in clearest.tolist()
+
+
+def test_most_expressive_frame_is_the_largest_change_of_shape_not_of_pose() -> None:
+    from stylepuppet.base_face import most_expressive_frame
+
+    ref = torch.randn(12, 2, generator=torch.Generator().manual_seed(6)) * 10
+    smile, grin = ref.clone(), ref.clone()
+    smile[3] += torch.tensor([0.0, 2.0])
+    grin[3] += torch.tensor([0.0, 5.0])
+    frames = torch.stack([ref, _similar(ref, 2.0, 0.5, (30.0, 0.0)), grin, smile])  # 1: same face, moved
+    assert most_expressive_frame(frames, 0, torch.ones(12)) == 2
+
+
+def test_a_rehearsal_tells_a_face_that_follows_from_one_that_cannot(models_dir: Path) -> None:
+    from stylepuppet.base_face import rehearsal_share
+    from stylepuppet.config import LossWeights, Schedule
+    from stylepuppet.objective import to_unit
+    from stylepuppet.projector import Projector
+
+    G, _, obj = _dcgan_and_mesh(models_dir)
+    two = G.candidate_latents(2, torch.Generator().manual_seed(3))
+    start = two[:1]
+    centre, side = torch.tensor([[32.0, 36.0]]), torch.tensor([60.0])
+    with torch.no_grad():  # a target the generator can reach: the face a third of the way to another
+        goal = obj.points(to_unit(G.render(G.constrain(start + 0.3 * (two[1:] - start)))), centre, side)
+    targets = obj.targets_from_points(goal, centre, side)
+    weights, schedule = LossWeights(look=0.0, landmark=300.0, fidelity=0.9), Schedule(steps=15, lr=0.03, w_noise=0.0)
+
+    class Frozen:
+        """The same generator, except that its face cannot change."""
+
+        def __getattr__(self, name: str):
+            return getattr(G, name)
+
+        def render(self, latents: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
+            return G.render(start).detach() + 0 * latents.sum()
+
+    follows = rehearsal_share(G, obj, Projector(G, obj, weights, schedule, anchor=start[0]), start, targets, seed=0)
+    frozen = Frozen()
+    stuck = rehearsal_share(frozen, obj, Projector(frozen, obj, weights, schedule, anchor=start[0]), start, targets,
+                            seed=0)
+    assert follows < 0.5
+    assert stuck == pytest.approx(1.0)
+
+
+def test_free_base_starts_from_the_candidate_whose_rehearsal_went_furthest(models_dir: Path, monkeypatch) -> None:
+    import numpy as np
+
+    from stylepuppet import base_face
+    from stylepuppet.animate import free_base
+    from stylepuppet.config import preset
+    from stylepuppet.objective import to_unit
+
+    G, mesh, obj = _dcgan_and_mesh(models_dir)
+    cfg = dataclasses.replace(preset("free"), start_candidates=32, start_rehearsal=3)  # 8 steady, 4 clear
+    centre, side = np.array([[32.0, 36.0]]), np.array([60.0])
+    with torch.no_grad():
+        face = obj.points(to_unit(G.render(G.candidate_latents(1, torch.Generator().manual_seed(3)))),
+                          torch.as_tensor(centre, dtype=torch.float32), torch.as_tensor(side, dtype=torch.float32))
+    driver = face.numpy().repeat(3, axis=0)
+    driver[2, mesh.groups["inner_lip"], 1] += 1.5
+    shares = iter([0.8, 0.3, 0.6])  # the second-best shape rehearses best
+    seen = []
+
+    def fake_share(generator, obj, projector, start, targets, seed):
+        seen.append(start)
+        return next(shares)
+
+    monkeypatch.setattr(base_face, "rehearsal_share", fake_share)
+    start, c, s, base = free_base(cfg, G, obj, driver, 0, centre, side, torch.device("cpu"))
+    assert len(seen) == 3
+    assert torch.equal(start, seen[1][0])
+    with torch.no_grad():
+        own = obj.points(to_unit(G.render(start[None])), c, s)[0]
+    assert torch.allclose(base, own)

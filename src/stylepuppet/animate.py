@@ -242,7 +242,7 @@ def driver_points(obj: LandmarkObjective, driving: Path, start: int, quads: np.n
 
 
 def build_targets(cfg: AnimateConfig, nets: Networks, obj: LandmarkObjective, track, driving: Path,
-                  look: tuple[np.ndarray, np.ndarray] | None, device: torch.device) -> Targets:
+                  look: tuple[np.ndarray, np.ndarray] | None, device: torch.device, progress: bool = False) -> Targets:
     """Stage 2 (see the module docstring). ``look``: the aligned look image and its 68 landmarks
     (keep-identity mode). Deterministic: a resumed run rebuilds the same targets."""
     from stylepuppet.face.align import to_aligned
@@ -278,8 +278,8 @@ def build_targets(cfg: AnimateConfig, nets: Networks, obj: LandmarkObjective, tr
             bc, bs = torch.as_tensor(base_centre, device=device), torch.as_tensor(base_side, device=device)
             base = obj.points(base_image, bc, bs)[0].cpu().numpy()
         else:  # free: the generator's starting face (rendered before any noise is optimised)
-            start_latent, bc, bs, base_t = free_base(cfg, nets.generator, obj, driver[ref], centres[ref:ref + 1],
-                                                     sides[ref:ref + 1], device)
+            start_latent, bc, bs, base_t = free_base(cfg, nets.generator, obj, driver, ref, centres[ref:ref + 1],
+                                                     sides[ref:ref + 1], device, progress)
             base_centre, base_side, base = bc.cpu().numpy(), bs.cpu().numpy(), base_t.cpu().numpy()
         points = relative_motion(driver, base, ref, groups=groups,
                                  strength=cfg.landmarks.strength).astype(np.float32)
@@ -289,32 +289,54 @@ def build_targets(cfg: AnimateConfig, nets: Networks, obj: LandmarkObjective, tr
                    float(track.fps), str(driving), None if start_latent is None else start_latent.cpu().numpy())
 
 
-def free_base(cfg: AnimateConfig, generator: LatentGenerator, obj: LandmarkObjective, reference: np.ndarray,
-              centre: np.ndarray, side: np.ndarray,
-              device: torch.device) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor, torch.Tensor]:
+def free_base(cfg: AnimateConfig, generator: LatentGenerator, obj: LandmarkObjective, driver: np.ndarray, ref: int,
+              centre: np.ndarray, side: np.ndarray, device: torch.device,
+              progress: bool = False) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Free mode's start latent [num_ws, dim] (None: the mean), the framing of G's face (centre [1, 2],
     side [1]) and its points [P, 2] there (see :mod:`stylepuppet.base_face`).
 
-    ``reference``: the driver's points [P, 2] at its reference frame, framed at ``centre`` [1, 2] / ``side`` [1].
+    ``driver``: the driver's points [T, P, 2], framed at its reference frame ``ref``'s ``centre`` [1, 2] /
+    ``side`` [1].
     """
-    from stylepuppet.base_face import calibrated_framing, choose_start
-    from stylepuppet.face.motion import RIGID_GROUPS
+    from stylepuppet.base_face import (
+        calibrated_framing,
+        choose_start,
+        most_expressive_frame,
+        rehearsal_share,
+    )
+    from stylepuppet.face.motion import RIGID_GROUPS, relative_motion
 
-    ref = torch.as_tensor(reference, dtype=torch.float32, device=device)
+    ref_points = torch.as_tensor(driver[ref], dtype=torch.float32, device=device)
     c = torch.as_tensor(centre, dtype=torch.float32, device=device)
     s = torch.as_tensor(side, dtype=torch.float32, device=device)
     rigid = torch.zeros(obj.net.num_points, device=device)
     for name in RIGID_GROUPS:
         rigid[torch.as_tensor(obj.net.groups[name], dtype=torch.long)] = 1.0
-    start = None
-    if cfg.start_candidates > 0:
-        start = choose_start(generator, obj, ref, c, s, rigid, cfg.start_candidates, cfg.seed)
-    latent = start if start is not None else generator.mean_latent().to(device).reshape(1, 1, -1).expand(
-        1, generator.num_ws, -1)
+    if cfg.start_candidates == 0:
+        latents = generator.mean_latent().to(device).reshape(1, 1, -1).expand(1, generator.num_ws, -1)
+    else:
+        latents = choose_start(generator, obj, ref_points, c, s, rigid, cfg.start_candidates, cfg.seed,
+                               keep=max(1, cfg.start_rehearsal))
     with torch.no_grad():
-        image = to_unit(generator.render(latent, noise_mode="const"))
-    bc, bs, base = calibrated_framing(obj, image, ref, c, s, rigid)
-    return (None if start is None else start[0]), bc, bs, base[0]
+        images = to_unit(generator.render(latents, noise_mode="const"))
+    bc, bs, base = calibrated_framing(obj, images, ref_points, c, s, rigid)
+    best = 0
+    if len(latents) > 1:
+        driver_t = torch.as_tensor(driver, dtype=torch.float32, device=device)
+        frame = most_expressive_frame(driver_t, ref, obj.point_weights)
+        shares = []
+        for k in tqdm(range(len(latents)), unit="face", disable=not progress, desc="rehearse start faces",
+                      leave=False):
+            goal = relative_motion(driver[[ref, frame]], base[k].cpu().numpy(), 0, groups=obj.net.groups,
+                                   strength=cfg.landmarks.strength)[1]
+            targets = obj.targets_from_points(torch.as_tensor(goal[None], dtype=torch.float32, device=device),
+                                              bc[k:k + 1], bs[k:k + 1])
+            projector = Projector(generator, obj, cfg.loss, cfg.schedule, seed=cfg.seed, anchor=latents[k],
+                                  device=device)
+            shares.append(rehearsal_share(generator, obj, projector, latents[k:k + 1], targets, cfg.seed))
+        best = int(np.argmin(shares))
+    start = None if cfg.start_candidates == 0 else latents[best]
+    return start, bc[best:best + 1], bs[best:best + 1], base[best]
 
 
 # ---------------------------------------------------------------------------------------------- stage 3: state
@@ -531,7 +553,7 @@ def animate(cfg: AnimateConfig, driving: str | Path, out: str | Path, *, look: s
     else:
         look_data = look_face(look_path, cfg, gen.img_resolution) if look_path is not None else None
         face = face_track(cfg, driving, out, track_path, resuming, progress)
-        targets = build_targets(cfg, nets, obj, face, driving, look_data, device)
+        targets = build_targets(cfg, nets, obj, face, driving, look_data, device, progress)
         targets.save(out / TARGETS)
         state.save(out / STATE)
     t_count = len(targets.quads)

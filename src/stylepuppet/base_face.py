@@ -1,7 +1,7 @@
 """Free mode's base face: which generated face the driver's motion is laid on, and how it is framed.
 
 With no look image, the targets are the landmarks of the first frame's starting face moved by the
-driver's motion. Two things decide whether the loss can then be trusted:
+driver's motion. What decides whether the loss can then be trusted:
 
 * **The start.** A face whose neutral shape already resembles the driver's reference frame needs
   small moves only. The start is the best of ``n`` random latents of the generator, scored by the
@@ -12,6 +12,17 @@ driver's motion. Two things decide whether the loss can then be trusted:
   smudges the net can read any shape into. Measured on 256 DigiFace DCGAN samples: dlib finds a
   face in 97% of the quarter with the steadiest mesh read-out over jittered framings, in 31% of the
   least steady quarter.
+* **A visible mouth.** Of the steady faces, only the half whose skin round the mouth is brightest
+  relative to the cheeks compete (:func:`mouth_clearance`). A beard, a moustache or a shadow round
+  the mouth hides its motion from a viewer, while the landmark net the loss is optimised against
+  still reads an opening into a dark patch: on the DigiFace DCGAN with the mesh, the two bearded start
+  faces whose mouths dlib never saw open scored 0.66 and 0.69, against a median of 0.83–0.84 among the
+  steady faces of four draws of 256.
+* **A rehearsal** (``start_rehearsal``). Shape and looks say nothing of whether the generator can
+  move a face's mouth: some faces follow their targets, others (glasses, a small pursed mouth) hardly
+  move. The best few candidates each rehearse the driver's most expressive frame with the run's own
+  objective and steps, and the one that covers the largest share of the way there (landmark loss
+  after / before, read over the objective's jittered and mirrored framings) starts the run.
 * **The framing.** Generators frame their faces their own way (a 64² DigiFace DCGAN draws faces
   about 20% larger than an FFHQ-aligned crop of the same size). The driver's framing would cut G's
   face too tight or too loose, and the landmark net reads a badly framed face poorly. So G's face is
@@ -22,12 +33,14 @@ driver's motion. Two things decide whether the loss can then be trusted:
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from stylepuppet.models.framing import jitter_framing
 from stylepuppet.models.interface import LatentGenerator
-from stylepuppet.objective import LandmarkObjective, to_unit
+from stylepuppet.objective import FrameTargets, LandmarkObjective, to_unit
+from stylepuppet.projector import Projector
 
 #: Read-outs of the face's points when calibrating its framing (the first at the driver's framing).
 CALIBRATION_PASSES = 2
@@ -35,6 +48,12 @@ CALIBRATION_PASSES = 2
 STEADINESS_FRAMINGS = 4
 #: The share of candidates, the most steadily read, that compete on shape.
 STEADIEST_SHARE = 0.25
+#: The share of the steady candidates, those with the most visible mouths, that compete on shape.
+CLEAREST_SHARE = 0.5
+#: The ring sampled round the mouth: the outer-lip contour scaled by these factors about its centre.
+MOUTH_RING_SCALES = (1.35, 1.6)
+#: The cheek samples: these fractions of the way from each mouth corner to the eye on its side.
+CHEEK_FRACTIONS = (0.4, 0.5, 0.6)
 
 
 def fit_similarity(source: Tensor, target: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:
@@ -106,21 +125,70 @@ def readout_spread(obj: LandmarkObjective, images01: Tensor, centre: Tensor, sid
     return torch.linalg.vector_norm(points - mean, dim=-1).mean(dim=(0, 2)) / size
 
 
+def luminance_at(images01: Tensor, points: Tensor) -> Tensor:
+    """Luminance (Rec. 601) of images [N, 3, R, R] in [0, 1], bilinear at pixel positions [N, K, 2] -> [N, K]."""
+    luma = (images01 * images01.new_tensor([0.299, 0.587, 0.114])[:, None, None]).sum(dim=1, keepdim=True)
+    res = images01.shape[-1]
+    grid = (points + 0.5) / res * 2 - 1  # pixel index -> align_corners=False coordinates
+    return torch.nn.functional.grid_sample(luma, grid[:, None], mode="bilinear", padding_mode="border",
+                                           align_corners=False)[:, 0, 0]
+
+
+def mouth_clearance(images01: Tensor, points: Tensor, groups: dict[str, np.ndarray]) -> Tensor:
+    """How bare the skin round each face's mouth is [N]: the mean luminance of a ring round the lips
+    (the outer-lip contour scaled by :data:`MOUTH_RING_SCALES` about its centre) over that of the
+    cheeks (:data:`CHEEK_FRACTIONS` of the way from each mouth corner to the eye on its side). About 1
+    for bare, evenly lit skin; a beard, a moustache or a shadow round the mouth lowers it.
+
+    images01 [N, 3, R, R]; points [N, P, 2] in image pixels; ``groups``: the landmark net's named groups.
+    """
+    lips = points[:, torch.as_tensor(groups["outer_lip"], dtype=torch.long)]
+    middle = lips.mean(dim=1, keepdim=True)
+    ring = torch.cat([middle + k * (lips - middle) for k in MOUTH_RING_SCALES], dim=1)
+    eyes = torch.stack([points[:, torch.as_tensor(groups[g], dtype=torch.long)].mean(dim=1)
+                        for g in ("right_eye", "left_eye")], dim=1)  # [N, 2, 2]
+    eyes = torch.where((eyes[:, :1, :1] <= eyes[:, 1:, :1]), eyes, eyes.flip(1))  # image-left eye first
+    rows = torch.arange(len(lips))
+    corners = torch.stack([lips[rows, lips[..., 0].argmin(dim=1)], lips[rows, lips[..., 0].argmax(dim=1)]], dim=1)
+    cheeks = torch.cat([corners + t * (eyes - corners) for t in CHEEK_FRACTIONS], dim=1)
+    return luminance_at(images01, ring).mean(dim=1) / luminance_at(images01, cheeks).mean(dim=1).clamp_min(1e-3)
+
+
 @torch.no_grad()
 def choose_start(generator: LatentGenerator, obj: LandmarkObjective, reference: Tensor, centre: Tensor,
-                 side: Tensor, rigid: Tensor, count: int, seed: int, batch: int = 32) -> Tensor:
-    """The best of ``count`` random latents [1, num_ws, dim] (see the module docstring), drawn with ``seed``."""
+                 side: Tensor, rigid: Tensor, count: int, seed: int, batch: int = 32, keep: int = 1) -> Tensor:
+    """The best ``keep`` of ``count`` random latents [keep, num_ws, dim], best first (see the module
+    docstring), drawn with ``seed``."""
     rng = torch.Generator().manual_seed(seed)
     candidates = generator.candidate_latents(count, rng)
-    shapes, spreads = [], []
+    shapes, spreads, clearances = [], [], []
     for i in range(0, count, batch):
         chunk = candidates[i:i + batch].to(centre.device)
         images = to_unit(generator.render(chunk, noise_mode="const"))
         c, s, points = calibrated_framing(obj, images, reference, centre, side, rigid)
         shapes.append(shape_distance(points, reference, obj.point_weights))
         spreads.append(readout_spread(obj, images, c, s, rng))
-    shape, spread = torch.cat(shapes), torch.cat(spreads)
-    keep = max(1, round(STEADIEST_SHARE * count))
-    steady = torch.argsort(spread)[:keep]
-    best = int(steady[torch.argmin(shape[steady])])
-    return candidates[best:best + 1].to(centre.device)
+        clearances.append(mouth_clearance(images, points, obj.net.groups))
+    shape, spread, clearance = torch.cat(shapes), torch.cat(spreads), torch.cat(clearances)
+    steady = torch.argsort(spread)[:max(1, round(STEADIEST_SHARE * count))]
+    clear = steady[torch.argsort(clearance[steady], descending=True)[:max(1, round(CLEAREST_SHARE * len(steady)))]]
+    best = clear[torch.argsort(shape[clear])[:keep]]
+    return candidates[best].to(centre.device)
+
+
+def most_expressive_frame(driver: Tensor, ref: int, weights: Tensor) -> int:
+    """The index of the driving frame (points [T, P, 2]) whose shape differs most from frame ``ref``'s."""
+    return int(torch.argmax(shape_distance(driver, driver[ref], weights)))
+
+
+def rehearsal_share(generator: LatentGenerator, obj: LandmarkObjective, projector: Projector, start: Tensor,
+                    targets: FrameTargets, seed: int) -> float:
+    """The share of its landmark loss to ``targets`` that a face (latent [1, num_ws, dim]) keeps after
+    ``projector`` optimises it for one later frame's steps (lower: it follows better). The loss is
+    read over the objective's jittered (and mirrored) framings, the same ones before and after."""
+    def loss(latent: Tensor) -> Tensor:
+        with torch.no_grad():
+            return obj(generator.render(latent, noise_mode="const"), targets, torch.Generator().manual_seed(seed))
+    before = loss(start)
+    result = projector.project(1, targets)  # a later frame: starts at the anchor, leaves the noise alone
+    return float(loss(result.latent[None].to(start.device)) / before.clamp_min(1e-12))

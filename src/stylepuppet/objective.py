@@ -56,6 +56,19 @@ class FrameTargets:
     image: Tensor | None = None
 
 
+def unmirror(points: Tensor, heatmaps: Tensor | None, flipped: Tensor, mirror: Tensor,
+             size: int) -> tuple[Tensor, Tensor | None]:
+    """The net's read-out of mirrored crops mapped back onto the unflipped crop: for the rows where
+    ``flipped`` [N] is set, x ↦ size − 1 − x and point i takes the read-out of its mirror ``mirror[i]``
+    (heat maps [N, P, h, h] flipped back and permuted alike). points [N, P, 2] in crop pixels."""
+    back = points[:, mirror]
+    back = torch.stack([size - 1 - back[..., 0], back[..., 1]], dim=-1)
+    points = torch.where(flipped[:, None, None], back, points)
+    if heatmaps is not None:
+        heatmaps = torch.where(flipped[:, None, None, None], heatmaps[:, mirror].flip(-1), heatmaps)
+    return points, heatmaps
+
+
 class LandmarkObjective:
     """Landmark loss of G(w) against a frame's targets, averaged over random framings.
 
@@ -72,6 +85,14 @@ class LandmarkObjective:
         self.jitter_count = cfg.jitter_count
         self.jitter_shift = cfg.jitter_shift
         self.jitter_scale = cfg.jitter_scale
+        self.mirror: Tensor | None = None
+        if cfg.jitter_flip and cfg.jitter_count > 1:
+            if self.form != "relative":
+                raise ConfigError("landmarks.jitter_flip works with form = 'relative'; set jitter_flip = false")
+            if getattr(net, "mirror", None) is None:
+                raise ConfigError(f"landmarks.jitter_flip: the {net.num_points}-point landmark net has no known "
+                                  "mirror pairing of its points; set jitter_flip = false")
+            self.mirror = torch.as_tensor(net.mirror, dtype=torch.long, device=device)
         self.size = int(net.input_size)
         weights = point_weights(cfg.groups, net.groups, net.num_points, cfg.rest)
         if not weights.sum() > 0:
@@ -132,24 +153,32 @@ class LandmarkObjective:
             count = self.jitter_count
             centre, side = jitter_framing(centre, side, generator, self.jitter_shift, self.jitter_scale, count)
         batch = to_unit(images).repeat(count, 1, 1, 1)
-        out = self.net(crop_square(batch, centre, side, self.size))
+        crops = crop_square(batch, centre, side, self.size)
+        flipped = None
+        if count > 1 and self.mirror is not None:
+            flipped = (torch.arange(n * count, device=crops.device) // n) % 2 == 1  # every second framing
+            crops = torch.where(flipped[:, None, None, None], crops.flip(-1), crops)
+        out = self.net(crops)
+        points, heatmaps = out.points, out.heatmaps
+        if flipped is not None:
+            points, heatmaps = unmirror(points, heatmaps, flipped, self.mirror, self.size)
         if self.form == "heatmap":
             target = targets.heatmaps  # precomputed when there is no jitter
             if target is None:
                 assert targets.image is not None, "heat-map targets need precomputed maps or the target image"
                 target = self.heatmaps(targets.image.expand(n * count, -1, -1, -1), centre, side)
-            loss = losses.heatmap_loss(out.heatmaps, target.expand_as(out.heatmaps), self.point_weights)
+            loss = losses.heatmap_loss(heatmaps, target.expand_as(heatmaps), self.point_weights)
         else:
             assert targets.points is not None
             tgt = image_to_crop(targets.points.expand(n * count, -1, -1), centre, side, self.size)
             if self.compare == "coords":
                 face = torch.full((n * count,), float(self.size), dtype=tgt.dtype, device=tgt.device)
-                loss = losses.coord_loss(out.points, tgt, self.point_weights, face)
+                loss = losses.coord_loss(points, tgt, self.point_weights, face)
             else:
-                assert self.render_heatmaps is not None and out.heatmaps is not None
-                h = out.heatmaps.shape[-1]
+                assert self.render_heatmaps is not None and heatmaps is not None
+                h = heatmaps.shape[-1]
                 target = self.render_heatmaps(crop_to_heatmap(tgt, self.size, h), h)
-                loss = losses.heatmap_loss(out.heatmaps, target, self.point_weights)
+                loss = losses.heatmap_loss(heatmaps, target, self.point_weights)
         return loss.view(count, n).mean(dim=0)
 
 

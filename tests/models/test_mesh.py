@@ -14,13 +14,15 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from stylepuppet.errors import WeightsError
-from stylepuppet.face.scheme import GROUPS
+from stylepuppet.face.scheme import GROUPS, MIRROR
 from stylepuppet.models.framing import box_from_points, crop_square, crop_to_image
 from stylepuppet.models.landmark_net import landmarks_in_image
 from stylepuppet.models.mesh import (
     CENTRE_SHIFT,
     IBUG68_FROM_MESH,
     MESH_GROUPS,
+    MESH_MIRROR,
+    NUM_MESH_POINTS,
     SIDE_SCALE,
     FaceMesh,
     load_mesh,
@@ -28,6 +30,7 @@ from stylepuppet.models.mesh import (
     untrained_mesh,
 )
 from stylepuppet.models.tflite_graph import GraphBuilder
+from stylepuppet.objective import unmirror
 from stylepuppet.video import load_image, open_frames
 
 dlib = pytest.importorskip("dlib")
@@ -149,9 +152,25 @@ def test_flip_symmetry_checks_groups_and_point_convention(mesh, faces) -> None:
         assert sorted(mirror[list(MESH_GROUPS[right])]) == sorted(MESH_GROUPS[left])
     for name in ("jaw", "nose_bridge", "lower_nose", "outer_lip", "inner_lip"):
         assert sorted(mirror[list(MESH_GROUPS[name])]) == sorted(MESH_GROUPS[name])
-    ibug_mirror = np.r_[16:-1:-1, 26:21:-1, 21:16:-1, 27:31, 35:30:-1, 45:41:-1, 47:45:-1, 39:35:-1, 41:39:-1,
-                        54:47:-1, 59:54:-1, 64:59:-1, 67:64:-1]
-    assert (mirror[IBUG68_FROM_MESH] == IBUG68_FROM_MESH[ibug_mirror]).all()
+    assert (mirror[IBUG68_FROM_MESH] == IBUG68_FROM_MESH[MIRROR]).all()  # iBUG's own mirror pairs
+    assert (mirror == MESH_MIRROR).mean() > 0.95  # the stored pairing, measured on other frames
+
+
+def test_stored_mirror_pairs_map_a_flipped_read_out_back(mesh, faces) -> None:
+    """The loss reads mirrored crops through MESH_MIRROR: the read-out of a flipped crop mapped back
+    lands where the plain read-out is, and far closer than with the points left unpaired."""
+    assert (MESH_MIRROR[MESH_MIRROR] == np.arange(NUM_MESH_POINTS)).all()
+    assert (MESH_MIRROR[IBUG68_FROM_MESH] == IBUG68_FROM_MESH[MIRROR]).all()
+    assert mesh.mirror is MESH_MIRROR
+    crops, _, _ = framed_crops(mesh, faces)
+    with torch.no_grad():
+        out, flipped = mesh(crops).points, mesh(crops.flip(-1)).points
+    every = torch.ones(len(crops), dtype=torch.bool)
+    back, _ = unmirror(flipped, None, every, torch.as_tensor(MESH_MIRROR), mesh.input_size)
+    unpaired, _ = unmirror(flipped, None, every, torch.arange(NUM_MESH_POINTS), mesh.input_size)
+    error = (back - out).norm(dim=-1).mean()
+    assert error < 1.5  # crop pixels of 192
+    assert error < 0.2 * (unpaired - out).norm(dim=-1).mean()
 
 
 def test_gradients_reach_the_pixels(mesh, faces) -> None:
@@ -250,3 +269,40 @@ def test_a_graph_that_is_no_face_mesh_is_refused() -> None:
                                    b.constant(np.zeros(5, np.float32))], padding="VALID", stride=(1, 1)))
     with pytest.raises(WeightsError, match="not .* of a face mesh"):
         FaceMesh(b.build())
+
+
+def test_ibug_mirror_pairs_map_dlibs_read_out_of_a_flipped_face_back(faces) -> None:
+    """scheme.MIRROR (used by FAN's mirrored framings) checked on an independent reader: dlib's 68
+    points of a flipped photo, mapped back, land on its points of the photo."""
+    assert (MIRROR[MIRROR] == np.arange(68)).all()
+    for _, image, points in faces[:3]:
+        unflipped = dlib_points(np.ascontiguousarray(image[:, ::-1]))
+        unflipped[:, 0] = image.shape[1] - 1 - unflipped[:, 0]
+        size = np.linalg.norm(points.max(0) - points.min(0))
+        assert np.linalg.norm(unflipped[MIRROR] - points, axis=1).mean() < 0.02 * size
+        assert np.linalg.norm(unflipped - points, axis=1).mean() > 0.1 * size  # unpaired, they do not
+
+
+def test_the_loss_reads_mirrored_framings_as_the_same_face(mesh, faces) -> None:
+    """A real face against its own read-out: the mirrored framing costs about a pixel per point,
+    as much as the net's own left-right asymmetry; with the points left unpaired, far more."""
+    from stylepuppet.config import LandmarkConfig
+    from stylepuppet.objective import LandmarkObjective
+
+    crops, _, _ = framed_crops(mesh, faces[:3])
+    cfg = LandmarkConfig(net="mesh", jitter_count=2, jitter_shift=0.0, jitter_scale=0.0, jitter_flip=True)
+    obj = LandmarkObjective(mesh, cfg)
+    centre, side = torch.full((1, 2), 95.5), torch.full((1,), 192.0)
+    rng = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        losses = []
+        for crop in crops:
+            target = obj.targets_from_points(obj.points(crop[None], centre, side), centre, side)
+            paired = obj(crop[None] * 2 - 1, target, rng)
+            obj.mirror = torch.arange(NUM_MESH_POINTS)
+            unpaired = obj(crop[None] * 2 - 1, target, rng)
+            obj.mirror = torch.as_tensor(MESH_MIRROR)
+            losses.append((float(paired), float(unpaired)))
+    for paired, unpaired in losses:
+        assert paired < 2.0 / 192  # half of it from the mirrored copy's ~1 px per point
+        assert unpaired > 10 * paired

@@ -22,7 +22,7 @@ _KEYS = {
     "subframes": "subframes", "latent_smooth": "latent_smooth", "max_frames": "max_frames", "start": "start",
     "end": "end", "seed": "seed",
     "device": "device", "untrained": "untrained", "untrained_size": "untrained_size",
-    "start_candidates": "start_candidates",
+    "start_candidates": "start_candidates", "start_rehearsal": "start_rehearsal",
 }
 
 
@@ -57,6 +57,9 @@ def echo_warnings(caught: list[warnings.WarningMessage]) -> None:
 @click.option("--jitter", type=int, help="Random framings per step for the landmark loss (0: none).")
 @click.option("--start-candidates", type=int,
               help="Free mode: start from the best of N random faces (0: the generator's mean face).")
+@click.option("--start-rehearsal", type=int,
+              help="Free mode: the best N start faces rehearse the driver's most expressive frame; the one "
+                   "that follows furthest starts (0 or 1: no rehearsal).")
 @click.option("--reference", type=int, help="Driving frame (in the run) whose landmarks are the motion's zero.")
 @click.option("--lambda-look", type=float, help="λ1: look (LPIPS / MS-SSIM) weight.")
 @click.option("--lambda-landmark", type=float, help="λ2: landmark weight.")

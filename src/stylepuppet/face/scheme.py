@@ -27,6 +27,17 @@ GROUPS: dict[str, range] = {
     "inner_lip": range(60, 68),
 }
 
+#: Each point's mirror image under a left-right flip of the face (the jaw, brows, eyes, nostrils and
+#: lips swap sides; points on the midline map to themselves).
+MIRROR = np.array([
+    *range(16, -1, -1),  # jaw
+    *range(26, 21, -1), *range(21, 16, -1),  # eyebrows
+    27, 28, 29, 30, 35, 34, 33, 32, 31,  # nose
+    45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40,  # eyes
+    54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55,  # outer lip
+    64, 63, 62, 61, 60, 67, 66, 65,  # inner lip
+], dtype=np.int64)
+
 #: Convenience names that stand for several groups.
 ALIASES: dict[str, tuple[str, ...]] = {
     "face_oval": ("jaw",),

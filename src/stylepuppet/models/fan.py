@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from stylepuppet.errors import WeightsError
-from stylepuppet.face.scheme import GROUPS
+from stylepuppet.face.scheme import GROUPS, MIRROR
 from stylepuppet.models.framing import fan_framing
 from stylepuppet.models.landmark_net import LandmarkNet, LandmarkOutput
 
@@ -111,6 +111,7 @@ class FAN(LandmarkNet):
     input_size = INPUT_SIZE
     num_points = NUM_POINTS
     groups: ClassVar[dict[str, np.ndarray]] = {name: np.arange(r.start, r.stop) for name, r in GROUPS.items()}
+    mirror: ClassVar[np.ndarray] = MIRROR
 
     def __init__(self, num_modules: int = 4, width: int = 256) -> None:
         super().__init__()

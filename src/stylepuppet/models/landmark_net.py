@@ -34,12 +34,15 @@ class LandmarkNet(nn.Module):
     :meth:`framing` and :meth:`forward`.
 
     ``groups`` maps the group names of :mod:`stylepuppet.face.scheme` to this net's point indices,
-    so group weights such as ``mouth=5`` mean the same for every net.
+    so group weights such as ``mouth=5`` mean the same for every net. ``mirror`` [num_points] gives
+    each point's index on a left-right flipped face (None: unknown), so the loss can also read
+    mirrored crops.
     """
 
     input_size: int
     num_points: int
     groups: dict[str, np.ndarray]
+    mirror: np.ndarray | None = None
 
     def framing(self, box: Tensor) -> tuple[Tensor, Tensor]:
         """Crop centre [N, 2] (x, y) and side [N] in image pixels for face boxes [N, 4] (x1, y1, x2, y2)."""
