@@ -187,9 +187,9 @@ class AnimateConfig:
     face whose neutral shape is nearest the driver's reference frame (:mod:`stylepuppet.base_face`),
     and the fidelity term pulls towards it; 0 starts from the generator's mean latent. Keep-identity
     mode always starts from the mean latent, as the look term pulls towards the look.
-    ``start_rehearsal`` (free mode, with candidates): the best this many candidates each rehearse the
-    driver's most expressive frame (as many steps as a later frame gets) and the one that covers the
-    largest share of its way there starts the run; 0 or 1: the best candidate starts, unrehearsed.
+    ``start_rehearsal`` (free mode, with candidates): this many of the best candidates each rehearse
+    the driver's most expressive frame (as many steps as a later frame gets), and the one that covers
+    the largest share of its way there starts the run; 0 or 1: the best candidate starts, unrehearsed.
 
     ``latent_smooth``: σ, in driving frames, of a Gaussian filter over time applied to the optimised
     latents before they are rendered (0: none). Each frame's few steps leave it a little off its
