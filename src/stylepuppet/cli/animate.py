@@ -34,7 +34,7 @@ def echo_warnings(caught: list[warnings.WarningMessage]) -> None:
         if issubclass(w.category, UntrainedWarning):
             click.secho(f"WARNING: {w.message}", err=True, fg="red", bold=True)
         else:
-            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+            click.echo(warnings.formatwarning(w.message, w.category, w.filename, w.lineno), err=True, nl=False)
 
 
 @main.command("animate")
