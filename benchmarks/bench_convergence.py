@@ -35,15 +35,15 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from stylepuppet.animate import smooth_latents
+from stylepuppet.animation.run import smooth_latents
 from stylepuppet.config import AnimateConfig, preset
-from stylepuppet.models.fan import untrained_fan
-from stylepuppet.models.latent_stats import compute_latent_stats
-from stylepuppet.models.msssim import ms_ssim
-from stylepuppet.models.stylegan2_latents import StyleGAN2Latents
-from stylepuppet.networks import seeded, untrained_stylegan2
-from stylepuppet.objective import FrameTargets, LandmarkObjective, MSSSIMLook, to_unit
-from stylepuppet.projector import Projector, predicted_start
+from stylepuppet.landmarks.fan import untrained_fan
+from stylepuppet.generators.latent_stats import compute_latent_stats
+from stylepuppet.perceptual.msssim import ms_ssim
+from stylepuppet.generators.stylegan2_latents import StyleGAN2Latents
+from stylepuppet.animation.networks import seeded, untrained_stylegan2
+from stylepuppet.optim.objective import FrameTargets, LandmarkObjective, MSSSIMLook, to_unit
+from stylepuppet.optim.projector import Projector, predicted_start
 
 TARGET = 3.0
 #: Face box [x1, y1, x2, y2] in the 64² images: FAN's framing of it is a 66-pixel square around the centre.

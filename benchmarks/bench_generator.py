@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from stylepuppet.models.stylegan2 import Generator
+from stylepuppet.generators.stylegan2 import Generator
 
 CONFIGS = {256: ("paper256", 16384), 1024: ("config F", 32768)}
 

@@ -34,7 +34,7 @@ CHILD = """
 import json, resource, sys, time
 import torch
 torch.set_num_threads(int(sys.argv[3]))
-from stylepuppet.animate import animate
+from stylepuppet.animation.run import animate
 from stylepuppet.config import resolve_config
 shared = sys.argv[4]
 cfg = resolve_config("free", None, {

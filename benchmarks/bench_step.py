@@ -40,14 +40,14 @@ import torch
 from torch import Tensor
 
 from stylepuppet.config import AnimateConfig, preset
-from stylepuppet.models.fan import FAN
-from stylepuppet.models.latent_stats import compute_latent_stats
-from stylepuppet.models.lpips import untrained_lpips
-from stylepuppet.models.mesh import load_mesh
-from stylepuppet.models.stylegan2 import Generator
-from stylepuppet.models.stylegan2_latents import StyleGAN2Latents
-from stylepuppet.objective import FrameTargets, LandmarkObjective, LPIPSLook, to_unit
-from stylepuppet.projector import Projector
+from stylepuppet.landmarks.fan import FAN
+from stylepuppet.generators.latent_stats import compute_latent_stats
+from stylepuppet.perceptual.lpips import untrained_lpips
+from stylepuppet.landmarks.mesh import load_mesh
+from stylepuppet.generators.stylegan2 import Generator
+from stylepuppet.generators.stylegan2_latents import StyleGAN2Latents
+from stylepuppet.optim.objective import FrameTargets, LandmarkObjective, LPIPSLook, to_unit
+from stylepuppet.optim.projector import Projector
 
 MESH = Path(__file__).resolve().parents[2] / "shared" / "models" / "face_landmark.tflite"
 TARGET = 1.10

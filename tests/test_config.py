@@ -11,7 +11,7 @@ from stylepuppet.config import (
     resolve_config,
 )
 from stylepuppet.errors import ConfigError
-from stylepuppet.face.scheme import SEED_GROUP_WEIGHTS
+from stylepuppet.landmarks.scheme import SEED_GROUP_WEIGHTS
 
 
 def test_seed_preset_reproduces_the_original_method():

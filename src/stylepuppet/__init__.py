@@ -2,6 +2,6 @@
 
 from stylepuppet.config import AnimateConfig, preset, resolve_config
 from stylepuppet.errors import StylePuppetError
-from stylepuppet.models.loading import load_generator
+from stylepuppet.generators.loader import load_generator
 
 __all__ = ["AnimateConfig", "StylePuppetError", "load_generator", "preset", "resolve_config"]

@@ -41,7 +41,7 @@ from typing import Any, Literal
 import tomllib
 
 from stylepuppet.errors import ConfigError
-from stylepuppet.face.scheme import GROUPS, SEED_GROUP_WEIGHTS, parse_group_weights
+from stylepuppet.landmarks.scheme import GROUPS, SEED_GROUP_WEIGHTS, parse_group_weights
 
 Mode = Literal["keep-identity", "free"]
 Space = Literal["w", "w+"]
@@ -184,7 +184,7 @@ class AnimateConfig:
     """Everything that decides the result of ``stylepuppet animate`` (see the module docstring).
 
     ``start_candidates`` (free mode): frame 0 starts from the best of this many random latents, the
-    face whose neutral shape is nearest the driver's reference frame (:mod:`stylepuppet.base_face`),
+    face whose neutral shape is nearest the driver's reference frame (:mod:`stylepuppet.animation.start_face`),
     and the fidelity term pulls towards it; 0 starts from the generator's mean latent. Keep-identity
     mode always starts from the mean latent, as the look term pulls towards the look.
     ``start_rehearsal`` (free mode, with candidates): this many of the best candidates each rehearse

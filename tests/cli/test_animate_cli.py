@@ -162,7 +162,7 @@ def _command(media_dir: Path, out: Path) -> list[str]:
 
 
 def _frames_done(out: Path) -> int:
-    from stylepuppet.animate import RunState
+    from stylepuppet.animation.run import RunState
 
     try:
         return RunState.load(out / "state.npz").done

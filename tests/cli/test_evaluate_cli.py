@@ -5,10 +5,10 @@ import av
 import pytest
 import torch
 
-from stylepuppet.animate import RunState, save_latents
+from stylepuppet.animation.run import RunState, save_latents
 from stylepuppet.cli import run
 from stylepuppet.config import AnimateConfig
-from stylepuppet.models.dcgan import load_dcgan
+from stylepuppet.generators.dcgan import load_dcgan
 
 
 @pytest.fixture

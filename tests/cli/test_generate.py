@@ -11,8 +11,8 @@ from weights_server import serve
 from stylepuppet import weights
 from stylepuppet.cli import run
 from stylepuppet.cli.generate import parse_seeds
-from stylepuppet.models.checkpoints import save_generator
-from stylepuppet.models.stylegan2 import Generator
+from stylepuppet.generators.checkpoints import save_generator
+from stylepuppet.generators.stylegan2 import Generator
 from stylepuppet.weights import WeightsEntry
 
 

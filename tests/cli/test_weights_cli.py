@@ -118,8 +118,8 @@ def test_cli_error_has_no_traceback(tmp_path):
 def test_convert_writes_our_format(tmp_path, capsys):
     import torch
 
-    from stylepuppet.models.checkpoints import load_generator_file, save_generator
-    from stylepuppet.models.stylegan2 import Generator
+    from stylepuppet.generators.checkpoints import load_generator_file, save_generator
+    from stylepuppet.generators.stylegan2 import Generator
 
     torch.manual_seed(0)
     G = Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, synthesis_kwargs=dict(channel_base=64, channel_max=16))

@@ -3,7 +3,7 @@ import math
 import torch
 
 from stylepuppet.evaluation.baseline import random_walks, step_norms
-from stylepuppet.models.dcgan import sphere_project
+from stylepuppet.generators.dcgan import sphere_project
 
 
 def test_walks_take_the_runs_step_sizes_from_its_start():

@@ -5,7 +5,7 @@ import torch
 
 from stylepuppet.evaluation import evaluate_run, write_side_by_side
 from stylepuppet.evaluation.measures import pearson
-from stylepuppet.models.dcgan import load_dcgan
+from stylepuppet.generators.dcgan import load_dcgan
 from stylepuppet.video import open_frames
 
 

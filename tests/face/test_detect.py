@@ -20,8 +20,8 @@ from stylepuppet.face.detect import (
     make_detector,
     predictor_path,
 )
-from stylepuppet.models.fan import untrained_fan
-from stylepuppet.models.landmark_net import landmarks_in_image
+from stylepuppet.landmarks.fan import untrained_fan
+from stylepuppet.landmarks.net import landmarks_in_image
 from stylepuppet.video import load_image
 
 

@@ -12,7 +12,7 @@ from stylepuppet.face.motion import (
     relative_motion,
     similarity_fit,
 )
-from stylepuppet.face.scheme import GROUPS
+from stylepuppet.landmarks.scheme import GROUPS
 
 
 def face(mouth_gap: float = 0.0, turn: float = 0.0, seed: int = 0) -> np.ndarray:

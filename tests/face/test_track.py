@@ -259,7 +259,7 @@ def test_fan_backend_runs_the_same_track(media_dir: Path) -> None:
     import torch
 
     from stylepuppet.face.detect import FanDetector
-    from stylepuppet.models.fan import untrained_fan
+    from stylepuppet.landmarks.fan import untrained_fan
 
     torch.manual_seed(0)
     track = track_video(media_dir / "d0.mp4", FanDetector(untrained_fan("tiny")), max_frames=3, progress=False)

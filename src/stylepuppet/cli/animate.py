@@ -28,7 +28,7 @@ _KEYS = {
 
 def echo_warnings(caught: list[warnings.WarningMessage]) -> None:
     """Untrained-network warnings as one loud line each on stderr; other warnings as Python shows them."""
-    from stylepuppet.networks import UntrainedWarning
+    from stylepuppet.animation.networks import UntrainedWarning
 
     for w in caught:
         if issubclass(w.category, UntrainedWarning):
@@ -93,7 +93,7 @@ def animate_command(look: Path | None, driving: Path, preset: str | None, config
     Writes OUT/animation.mp4, OUT/side_by_side.mp4, OUT/latents.npz and OUT/config.json; running the
     same command again resumes an interrupted run.
     """
-    from stylepuppet.animate import animate
+    from stylepuppet.animation.run import animate
     from stylepuppet.config import resolve_config
 
     cfg = resolve_config(preset, config_file, {_KEYS[k]: v for k, v in options.items()})

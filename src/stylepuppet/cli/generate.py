@@ -88,7 +88,7 @@ def class_label(c_dim: int, class_idx: int | None) -> torch.Tensor:
 def generate_cmd(network: str, seeds: list[int], truncation_psi: float, class_idx: int | None, noise_mode: str,
                  device: str, outdir: Path) -> None:
     """Write one PNG per seed from a StyleGAN2 generator (same seeds, same faces as NVIDIA's generate.py)."""
-    from stylepuppet.models.loading import load_generator
+    from stylepuppet.generators.loader import load_generator
     from stylepuppet.video import write_png
 
     G = load_generator(network, device=device)

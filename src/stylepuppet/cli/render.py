@@ -18,7 +18,7 @@ from stylepuppet.cli import main
 @click.option("-o", "--out", required=True, type=click.Path(path_type=Path), help="Output mp4.")
 def render_command(latents: Path, network: str | None, subframes: int | None, device: str | None, out: Path) -> None:
     """Render LATENTS (an animate run's latents.npz) with its frozen noise to an mp4."""
-    from stylepuppet.animate import render_latents
+    from stylepuppet.animation.run import render_latents
     from stylepuppet.cli.animate import echo_warnings
 
     with warnings.catch_warnings(record=True) as caught:

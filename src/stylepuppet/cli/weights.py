@@ -88,7 +88,7 @@ def import_cmd(path: Path, name: str | None) -> None:
               help="Which generator of an NVIDIA pickle to convert.")
 def convert_cmd(source: str, out: Path, which: str) -> None:
     """Convert a generator (registry name, URL or file) to our safetensors + JSON format."""
-    from stylepuppet.models.checkpoints import convert_generator
+    from stylepuppet.generators.checkpoints import convert_generator
 
     convert_generator(weights.resolve(source, kind="stylegan2"), out, which=which)
     click.echo(f"wrote {out}")

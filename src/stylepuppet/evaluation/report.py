@@ -19,7 +19,7 @@ from stylepuppet.evaluation.baseline import random_walks
 from stylepuppet.evaluation.judge import DlibJudge, FrameMeasures
 from stylepuppet.evaluation.measures import (SAME_PERSON_DISTANCE, descriptor_distances, landmark_jitter,
                                              mouth_ratio, pearson)
-from stylepuppet.models.interface import LatentGenerator
+from stylepuppet.generators.interface import LatentGenerator
 
 #: Side of each panel of the side-by-side video (the size outputs are judged at).
 PANEL = 256
@@ -183,8 +183,8 @@ def evaluate_output(out: str | Path, driving: str | Path, *, network: str | None
     """
     import dataclasses
 
-    from stylepuppet.animate import LATENTS, load_latents, restore_noise
-    from stylepuppet.networks import load_latent_generator
+    from stylepuppet.animation.run import LATENTS, load_latents, restore_noise
+    from stylepuppet.animation.networks import load_latent_generator
     from stylepuppet.video import open_frames
 
     out = Path(out)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFilter
 
-from stylepuppet.face.scheme import GROUPS
+from stylepuppet.landmarks.scheme import GROUPS
 
 #: Supersampling of the warp (the quad is first shrunk to < 2x the output side).
 MAX_SUPERSAMPLE = 2

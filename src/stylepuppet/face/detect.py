@@ -2,7 +2,7 @@
 
 Both backends find face boxes with dlib's HOG detector (offline, built into dlib-bin) and differ in
 how they fit the 68 points inside a box: ``dlib`` uses the ERT shape predictor shipped in
-face-recognition-models, ``fan`` uses the 2DFAN4 heat-map network (:mod:`stylepuppet.models.fan`).
+face-recognition-models, ``fan`` uses the 2DFAN4 heat-map network (:mod:`stylepuppet.landmarks.fan`).
 
 Besides ``detect(image)`` every detector offers the two steps separately, ``find_boxes`` (optionally
 inside a region, for a video track that knows where the face was) and ``fit`` (landmarks in a given
@@ -272,7 +272,7 @@ class FanDetector(HogDetector):
     """HOG boxes + the 2DFAN4 heat-map network, framed the face-alignment way around each box.
 
     ``weights`` is a FAN file, a weights-registry name, or an already built
-    :class:`~stylepuppet.models.fan.FAN` (e.g. randomly initialised for tests).
+    :class:`~stylepuppet.landmarks.fan.FAN` (e.g. randomly initialised for tests).
     """
 
     name = "fan"
@@ -280,7 +280,7 @@ class FanDetector(HogDetector):
     def __init__(self, weights: Any = "fan-2dfan4", *, device: str = "cpu", **hog: Any) -> None:
         import torch
 
-        from stylepuppet.models.fan import FAN, load_fan
+        from stylepuppet.landmarks.fan import FAN, load_fan
 
         super().__init__(**hog)
         self._torch = torch
@@ -289,7 +289,7 @@ class FanDetector(HogDetector):
         self.net = self.net.to(self.device).eval()
 
     def fit(self, image: np.ndarray, box: np.ndarray) -> np.ndarray:
-        from stylepuppet.models.landmark_net import landmarks_in_image
+        from stylepuppet.landmarks.net import landmarks_in_image
 
         torch = self._torch
         image = check_image(image)

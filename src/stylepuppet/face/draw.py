@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
-from stylepuppet.face.scheme import GROUPS
+from stylepuppet.landmarks.scheme import GROUPS
 
 #: Closed outlines are joined back to their first point.
 CLOSED = frozenset({"right_eye", "left_eye", "outer_lip", "inner_lip"})

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from stylepuppet.face.scheme import GROUPS
+from stylepuppet.landmarks.scheme import GROUPS
 
 
 def eye_centres(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -5,7 +5,7 @@ driver's reference face onto the look's face on its rigid points (eyes and nose,
 barely move). The look keeps its face shape; only the changes since the reference are copied, sized
 to the look's face. Everything is in aligned-crop coordinates, where both faces are upright.
 
-Point sets are described by their named groups (:data:`stylepuppet.face.scheme.GROUPS` for the 68
+Point sets are described by their named groups (:data:`stylepuppet.landmarks.scheme.GROUPS` for the 68
 iBUG points, or a landmark net's ``groups``, e.g. the mesh's), so the same code serves any net.
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from stylepuppet.face.scheme import GROUPS, NUM_POINTS
+from stylepuppet.landmarks.scheme import GROUPS, NUM_POINTS
 
 Groups = Mapping[str, Sequence[int] | np.ndarray | range]
 

@@ -1,0 +1,194 @@
+"""Free mode's base face: which generated face the driver's motion is laid on, and how it is framed.
+
+With no look image, the targets are the landmarks of the first frame's starting face moved by the
+driver's motion. What decides whether the loss can then be trusted:
+
+* **The start.** A face whose neutral shape already resembles the driver's reference frame needs
+  small moves only. The start is the best of ``n`` random latents of the generator, scored by the
+  landmark net: the weighted distance between its points and the driver's reference points once
+  position, size and in-plane rotation are taken out (a similarity fit), so the score compares
+  shape and expression, not where the generator puts its faces. Only faces the net reads steadily
+  compete: picking the extreme of a noisy score out of many random images otherwise favours
+  smudges the net can read any shape into. Measured on 256 DigiFace DCGAN samples: dlib finds a
+  face in 97% of the quarter with the steadiest mesh read-out over jittered framings, in 31% of the
+  least steady quarter.
+* **A visible mouth.** Of the steady faces, only the half whose skin round the mouth is brightest
+  relative to the cheeks compete (:func:`mouth_clearance`). A beard, a moustache or a shadow round
+  the mouth hides its motion from a viewer, while the landmark net the loss is optimised against
+  still reads an opening into a dark patch: on the DigiFace DCGAN with the mesh, the two bearded start
+  faces whose mouths dlib never saw open scored 0.66 and 0.69, against a median of 0.83–0.84 among the
+  steady faces of four draws of 256.
+* **A rehearsal** (``start_rehearsal``). Shape and looks say nothing of whether the generator can
+  move a face's mouth: some faces follow their targets, others (glasses, a small pursed mouth) hardly
+  move. The best few candidates each rehearse the driver's most expressive frame with the run's own
+  objective and steps, and the one that covers the largest share of the way there (landmark loss
+  after / before, read over the objective's jittered and mirrored framings) starts the run.
+* **The framing.** Generators frame their faces their own way (a 64² DigiFace DCGAN draws faces
+  about 20% larger than an FFHQ-aligned crop of the same size). The driver's framing would cut G's
+  face too tight or too loose, and the landmark net reads a badly framed face poorly. So G's face is
+  framed the way the driver's face is framed: the driver's framing moved by the similarity that
+  maps the driver's reference points onto the face's own points (refined once, since the first
+  read-out is taken at the uncalibrated framing).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from stylepuppet.landmarks.framing import jitter_framing
+from stylepuppet.generators.interface import LatentGenerator
+from stylepuppet.optim.objective import FrameTargets, LandmarkObjective, to_unit
+from stylepuppet.optim.projector import Projector
+
+#: Read-outs of the face's points when calibrating its framing (the first at the driver's framing).
+CALIBRATION_PASSES = 2
+#: Jittered framings a candidate face is read at to measure how steadily the net reads it.
+STEADINESS_FRAMINGS = 4
+#: The share of candidates, the most steadily read, that compete on shape.
+STEADIEST_SHARE = 0.25
+#: The share of the steady candidates, those with the most visible mouths, that compete on shape.
+CLEAREST_SHARE = 0.5
+#: The ring sampled round the mouth: the outer-lip contour scaled by these factors about its centre.
+MOUTH_RING_SCALES = (1.35, 1.6)
+#: The cheek samples: these fractions of the way from each mouth corner to the eye on its side.
+CHEEK_FRACTIONS = (0.4, 0.5, 0.6)
+
+
+def fit_similarity(source: Tensor, target: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:
+    """Weighted least-squares scale·rotation ``a + ib`` and shift with target ≈ (a + ib)·source + shift.
+
+    source, target [N, P, 2]; weights [P] (non-negative, positive sum). Returns the complex factor
+    [N] and the shift [N, 2]. Points are treated as complex numbers, where a similarity is ``k·z + t``.
+    """
+    w = (weights / weights.sum())[None, :]
+    s = torch.complex(source[..., 0].double(), source[..., 1].double())
+    t = torch.complex(target[..., 0].double(), target[..., 1].double())
+    mu_s = (w * s).sum(dim=1, keepdim=True)
+    mu_t = (w * t).sum(dim=1, keepdim=True)
+    k = (w * (t - mu_t) * (s - mu_s).conj()).sum(dim=1) / (w * (s - mu_s).abs().square()).sum(dim=1)
+    shift = mu_t[:, 0] - k * mu_s[:, 0]
+    return k, torch.stack([shift.real, shift.imag], dim=-1).to(source.dtype)
+
+
+def apply_similarity(points: Tensor, k: Tensor, shift: Tensor) -> Tensor:
+    """Points [N, P, 2] (or centres [N, 2]) moved by the similarity ``k·z + shift`` (k [N] complex)."""
+    z = torch.complex(points[..., 0].double(), points[..., 1].double())
+    k = k.reshape(-1, *([1] * (z.ndim - 1)))
+    moved = k * z
+    return torch.stack([moved.real, moved.imag], dim=-1).to(points.dtype) + shift.reshape(
+        -1, *([1] * (points.ndim - 2)), 2)
+
+
+def shape_distance(points: Tensor, reference: Tensor, weights: Tensor) -> Tensor:
+    """Weighted mean distance [N] of ``reference`` [P, 2], similarity-fitted onto each of ``points``
+    [N, P, 2], to those points, as a fraction of the fitted reference's scale (size-free)."""
+    ref = reference.expand_as(points)
+    k, shift = fit_similarity(ref, points, weights)
+    fitted = apply_similarity(ref, k, shift)
+    dist = torch.linalg.vector_norm(fitted - points, dim=-1)
+    scale = k.abs().to(points.dtype) * torch.linalg.vector_norm(reference - reference.mean(dim=0), dim=-1).mean()
+    return (dist * weights).sum(dim=1) / weights.sum() / scale
+
+
+def calibrated_framing(obj: LandmarkObjective, images01: Tensor, reference: Tensor, centre: Tensor, side: Tensor,
+                       rigid: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """G's faces [N, 3, R, R] in [0, 1] framed like the driver's reference face.
+
+    ``reference`` [P, 2]: the net's points of the driver's reference frame, read at its framing
+    ``centre`` [1, 2] / ``side`` [1]; ``rigid`` [P]: weights of the points expressions hardly move.
+    Returns each face's framing (centre [N, 2], side [N]) and its points [N, P, 2] read there.
+    """
+    n = images01.shape[0]
+    c, s = centre.expand(n, 2), side.expand(n)
+    points = obj.points(images01, c, s)
+    for _ in range(CALIBRATION_PASSES - 1):
+        k, shift = fit_similarity(reference.expand_as(points), points, rigid)
+        c = apply_similarity(centre.expand(n, 2), k, shift)
+        s = side * k.abs().to(side.dtype)
+        points = obj.points(images01, c, s)
+    return c, s, points
+
+
+def readout_spread(obj: LandmarkObjective, images01: Tensor, centre: Tensor, side: Tensor,
+                   generator: torch.Generator) -> Tensor:
+    """How unsteadily the net reads each face [N]: the mean distance of its points, read at
+    :data:`STEADINESS_FRAMINGS` random framings (the objective's jitter ranges, at least 3% / 5%),
+    to their mean, as a fraction of the face box's diagonal."""
+    shift, scale = max(obj.jitter_shift, 0.03), max(obj.jitter_scale, 0.05)
+    n, count = images01.shape[0], STEADINESS_FRAMINGS
+    c, s = jitter_framing(centre, side, generator, shift, scale, count)
+    points = obj.points(images01.repeat(count, 1, 1, 1), c, s).view(count, n, -1, 2)
+    mean = points.mean(dim=0)
+    size = torch.linalg.vector_norm(mean.amax(dim=1) - mean.amin(dim=1), dim=-1)
+    return torch.linalg.vector_norm(points - mean, dim=-1).mean(dim=(0, 2)) / size
+
+
+def luminance_at(images01: Tensor, points: Tensor) -> Tensor:
+    """Luminance (Rec. 601) of images [N, 3, R, R] in [0, 1], bilinear at pixel positions [N, K, 2] -> [N, K]."""
+    luma = (images01 * images01.new_tensor([0.299, 0.587, 0.114])[:, None, None]).sum(dim=1, keepdim=True)
+    res = images01.shape[-1]
+    grid = (points + 0.5) / res * 2 - 1  # pixel index -> align_corners=False coordinates
+    return torch.nn.functional.grid_sample(luma, grid[:, None], mode="bilinear", padding_mode="border",
+                                           align_corners=False)[:, 0, 0]
+
+
+def mouth_clearance(images01: Tensor, points: Tensor, groups: dict[str, np.ndarray]) -> Tensor:
+    """How bare the skin round each face's mouth is [N]: the mean luminance of a ring round the lips
+    (the outer-lip contour scaled by :data:`MOUTH_RING_SCALES` about its centre) over that of the
+    cheeks (:data:`CHEEK_FRACTIONS` of the way from each mouth corner to the eye on its side). About 1
+    for bare, evenly lit skin; a beard, a moustache or a shadow round the mouth lowers it.
+
+    images01 [N, 3, R, R]; points [N, P, 2] in image pixels; ``groups``: the landmark net's named groups.
+    """
+    lips = points[:, torch.as_tensor(groups["outer_lip"], dtype=torch.long)]
+    middle = lips.mean(dim=1, keepdim=True)
+    ring = torch.cat([middle + k * (lips - middle) for k in MOUTH_RING_SCALES], dim=1)
+    eyes = torch.stack([points[:, torch.as_tensor(groups[g], dtype=torch.long)].mean(dim=1)
+                        for g in ("right_eye", "left_eye")], dim=1)  # [N, 2, 2]
+    eyes = torch.where((eyes[:, :1, :1] <= eyes[:, 1:, :1]), eyes, eyes.flip(1))  # image-left eye first
+    rows = torch.arange(len(lips))
+    corners = torch.stack([lips[rows, lips[..., 0].argmin(dim=1)], lips[rows, lips[..., 0].argmax(dim=1)]], dim=1)
+    cheeks = torch.cat([corners + t * (eyes - corners) for t in CHEEK_FRACTIONS], dim=1)
+    return luminance_at(images01, ring).mean(dim=1) / luminance_at(images01, cheeks).mean(dim=1).clamp_min(1e-3)
+
+
+@torch.no_grad()
+def choose_start(generator: LatentGenerator, obj: LandmarkObjective, reference: Tensor, centre: Tensor,
+                 side: Tensor, rigid: Tensor, count: int, seed: int, batch: int = 32, keep: int = 1) -> Tensor:
+    """The best ``keep`` of ``count`` random latents [keep, num_ws, dim], best first (see the module
+    docstring), drawn with ``seed``."""
+    rng = torch.Generator().manual_seed(seed)
+    candidates = generator.candidate_latents(count, rng)
+    shapes, spreads, clearances = [], [], []
+    for i in range(0, count, batch):
+        chunk = candidates[i:i + batch].to(centre.device)
+        images = to_unit(generator.render(chunk, noise_mode="const"))
+        c, s, points = calibrated_framing(obj, images, reference, centre, side, rigid)
+        shapes.append(shape_distance(points, reference, obj.point_weights))
+        spreads.append(readout_spread(obj, images, c, s, rng))
+        clearances.append(mouth_clearance(images, points, obj.net.groups))
+    shape, spread, clearance = torch.cat(shapes), torch.cat(spreads), torch.cat(clearances)
+    steady = torch.argsort(spread)[:max(1, round(STEADIEST_SHARE * count))]
+    clear = steady[torch.argsort(clearance[steady], descending=True)[:max(1, round(CLEAREST_SHARE * len(steady)))]]
+    best = clear[torch.argsort(shape[clear])[:keep]]
+    return candidates[best].to(centre.device)
+
+
+def most_expressive_frame(driver: Tensor, ref: int, weights: Tensor) -> int:
+    """The index of the driving frame (points [T, P, 2]) whose shape differs most from frame ``ref``'s."""
+    return int(torch.argmax(shape_distance(driver, driver[ref], weights)))
+
+
+def rehearsal_share(generator: LatentGenerator, obj: LandmarkObjective, projector: Projector, start: Tensor,
+                    targets: FrameTargets, seed: int) -> float:
+    """The share of its landmark loss to ``targets`` that a face (latent [1, num_ws, dim]) keeps after
+    ``projector`` optimises it for one later frame's steps (lower: it follows better). The loss is
+    read over the objective's jittered (and mirrored) framings, the same ones before and after."""
+    def loss(latent: Tensor) -> Tensor:
+        with torch.no_grad():
+            return obj(generator.render(latent, noise_mode="const"), targets, torch.Generator().manual_seed(seed))
+    before = loss(start)
+    result = projector.project(1, targets)  # a later frame: starts at the anchor, leaves the noise alone
+    return float(loss(result.latent[None].to(start.device)) / before.clamp_min(1e-12))

@@ -1,0 +1,683 @@
+"""Read and write StyleGAN2 generator weights without ever executing anything from a file.
+
+Three formats, recognised by their first bytes (never by the file name):
+
+* NVIDIA network pickles (stylegan2-ada-pytorch, and the StyleGAN2 pickles of the stylegan3
+  repository). NVIDIA's loader ``exec``s the Python source embedded in the file. Ours unpickles
+  with an allow-list of globals (:func:`safe_unpickle`): the persistence hook is replaced by a
+  function that only keeps the pickled ``meta`` dict (class name and ``__dict__``), tensors are
+  rebuilt by our own functions from storages that ``torch.load(weights_only=True)`` decodes, and
+  any other global raises :class:`UnsafePickleError` naming it. The generator is rebuilt from its
+  constructor kwargs, cross-checked against the attributes pickled with each layer, and loaded
+  strictly from the flat state dict of the pickled modules.
+* rosinality stylegan2-pytorch checkpoints (``torch.save({"g_ema": state_dict, "latent_avg": w})``),
+  read with ``torch.load(weights_only=True)`` and renamed onto NVIDIA's names
+  (:func:`rosinality_to_nvidia`).
+* Our own format: one safetensors file whose header metadata carries the JSON config
+  (:func:`save_generator`); one self-contained file, so it can be downloaded or copied alone.
+
+Every problem with a file (missing, empty, truncated, corrupted, another kind of file, an
+unsupported network variant) raises :class:`WeightsError` with a one-line message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import math
+import os
+import pickle
+import re
+import struct
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from stylepuppet import atomic
+from stylepuppet.errors import (
+    ConfigError,
+    StylePuppetError,
+    UnsafePickleError,
+    WeightsError,
+)
+from stylepuppet.generators.stylegan2 import DEFAULT_FILTER, Generator, setup_filter
+
+FORMAT = "stylepuppet.stylegan2"
+FORMAT_VERSION = 1
+WHICH = ("G_ema", "G")
+
+_ZIP_MAGIC = b"PK\x03\x04"
+#: A legacy (non-zip) ``torch.save`` file starts with the pickled magic number 0x1950a86a20f9469cfc6c.
+_LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
+_ROSINALITY_KEYS = {"G_ema": "g_ema", "G": "g"}
+_GENERATOR_ARGS = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "mapping_kwargs", "synthesis_kwargs")
+
+
+# ---------------------------------------------------------------------------------------------- public API
+
+
+def load_generator_file(path: str | os.PathLike[str], *, which: str = "G_ema",
+                        device: str | torch.device = "cpu") -> Generator:
+    """A generator from an NVIDIA pickle, a rosinality checkpoint or our safetensors file, in eval mode.
+
+    ``which`` picks ``G_ema`` (the averaged weights meant for inference) or the raw ``G`` of a
+    pickle (rosinality: ``g_ema`` / ``g``); our format holds one generator and ignores it.
+    Parameters come back with ``requires_grad=False``, as in NVIDIA's snapshots.
+    """
+    if which not in WHICH:
+        raise ConfigError(f"which must be one of {', '.join(WHICH)}, got {which!r}")
+    path = Path(path)
+    kind = detect_format(path)
+    if kind == "safetensors":
+        G = _read_ours(path)
+    elif kind == "nvidia-pickle":
+        G = _load_nvidia(path, which)
+    else:
+        kwargs, state = read_rosinality(path, which)
+        G = _build(path, which, kwargs, state)
+    return G.to(device).eval().requires_grad_(False)
+
+
+def save_generator(G: Generator, path: str | os.PathLike[str], *, source: str | None = None,
+                   which: str | None = None) -> Path:
+    """Write ``G`` in our format (safetensors; config, format version, source and which in its header), atomically."""
+    if not isinstance(G, Generator):
+        raise TypeError(f"save_generator needs a stylepuppet Generator, got {type(G).__name__}")
+    path = Path(path)
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in G.state_dict().items()}
+    metadata = {"format": FORMAT, "format_version": str(FORMAT_VERSION),
+                "config": json.dumps(G.init_kwargs, sort_keys=True)}
+    if source is not None:
+        metadata["source"] = source
+    if which is not None:
+        metadata["which"] = which
+    with atomic.replacing(path, ".safetensors") as temp:
+        save_file(tensors, str(temp), metadata=metadata)
+    return path
+
+
+def convert_generator(src: str | os.PathLike[str], dst: str | os.PathLike[str], which: str = "G_ema") -> Path:
+    """Read any supported generator file and write it in our format (``stylepuppet weights convert IN OUT``)."""
+    G = load_generator_file(src, which=which)
+    return save_generator(G, dst, source=Path(src).name, which=which)
+
+
+def detect_format(path: Path) -> str:
+    """"nvidia-pickle", "torch" (zip or legacy ``torch.save``) or "safetensors", from the file's first bytes."""
+    if not path.exists():
+        raise WeightsError(f"{path} does not exist; check the path or fetch the weights first")
+    if not path.is_file():
+        raise WeightsError(f"{path} is not a file; give the path of a weights file")
+    size = path.stat().st_size
+    if size == 0:
+        raise WeightsError(f"{path} is empty (0 bytes); download or copy it again")
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head.startswith((_ZIP_MAGIC, _LEGACY_TORCH_MAGIC)):
+        return "torch"
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return "nvidia-pickle"
+    if len(head) >= 9 and head[8:9] == b"{" and 0 < struct.unpack("<Q", head[:8])[0] <= size - 8:
+        return "safetensors"
+    raise WeightsError(f"{path} is not a generator weights file (neither an NVIDIA network pickle, a torch checkpoint "
+                       f"nor a safetensors file; it starts with {head[:8]!r}); check that the right file was given")
+
+
+# ---------------------------------------------------------------------------------------------- safe unpickling
+
+
+class EasyDict(dict):
+    """Stands in for ``dnnlib.util.EasyDict`` (a dict with attribute access); only its items matter."""
+
+
+class PersistentObject:
+    """Stands in for an NVIDIA persistent module: keeps the pickled ``meta`` dict, never runs its ``module_src``."""
+
+    __slots__ = ("meta",)
+
+    def __init__(self, meta: dict[str, Any]) -> None:
+        self.meta = meta
+
+    @property
+    def class_name(self) -> str:
+        return str(self.meta.get("class_name"))
+
+    @property
+    def state(self) -> dict[str, Any]:
+        state = self.meta.get("state")
+        if not isinstance(state, dict):
+            raise WeightsError(f"a pickled {self.class_name} has no state dict; the file is corrupted")
+        return state
+
+    def __repr__(self) -> str:
+        return f"PersistentObject({self.class_name})"
+
+
+class _Storage:
+    """A storage decoded by ``torch.load(weights_only=True)``; only these can back rebuilt tensors."""
+
+    __slots__ = ("dtype", "numel", "untyped")
+
+    def __init__(self, dtype: torch.dtype, untyped: torch.UntypedStorage, numel: int) -> None:
+        self.dtype, self.untyped, self.numel = dtype, untyped, numel
+
+
+def _reconstruct_persistent_obj(meta: Any) -> PersistentObject:
+    if not isinstance(meta, dict) or meta.get("type") != "class" or not isinstance(meta.get("class_name"), str) \
+            or not isinstance(meta.get("state"), dict):
+        raise WeightsError("a persistent object in the pickle has a malformed meta dict; the file is corrupted")
+    return PersistentObject(meta)
+
+
+def _load_storage(data: Any) -> _Storage:
+    """``torch.storage._load_from_bytes``: the bytes are a legacy ``torch.save`` of one storage."""
+    if not isinstance(data, (bytes, bytearray)):
+        raise WeightsError("a tensor storage in the pickle is not a byte string; the file is corrupted")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            storage = torch.load(io.BytesIO(bytes(data)), map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any failure of torch's reader means a damaged blob
+            raise _torch_load_error("a tensor storage in the pickle", exc) from None
+        if isinstance(storage, torch.TypedStorage):
+            return _Storage(storage.dtype, storage.untyped(), storage.size())
+    if isinstance(storage, torch.UntypedStorage):
+        return _Storage(torch.uint8, storage, storage.nbytes())
+    raise WeightsError(f"a tensor storage in the pickle decodes to {type(storage).__name__}, not a storage")
+
+
+def _rebuild_tensor(storage: Any, storage_offset: Any, size: Any, stride: Any, requires_grad: Any = False,
+                    backward_hooks: Any = None, metadata: Any = None) -> Tensor:
+    """``torch._utils._rebuild_tensor_v2`` with checks; returns a fresh copy without hooks or grad."""
+    if not isinstance(storage, _Storage):
+        raise WeightsError("a tensor in the pickle is not backed by a storage; the file is corrupted")
+    _check_no_hooks(backward_hooks)
+    if not (_is_index(storage_offset) and _is_index_tuple(size) and _is_index_tuple(stride)
+            and len(size) == len(stride)):
+        raise WeightsError("a tensor in the pickle has a malformed shape; the file is corrupted")
+    if all(s > 0 for s in size):
+        last = storage_offset + sum((s - 1) * st for s, st in zip(size, stride))
+        if last >= storage.numel:
+            raise WeightsError("a tensor in the pickle reaches past its storage; the file is corrupted")
+    view = torch.empty(0, dtype=storage.dtype).set_(storage.untyped, storage_offset, tuple(size), tuple(stride))
+    return view.clone(memory_format=torch.contiguous_format)
+
+
+def _rebuild_parameter(data: Any, requires_grad: Any, backward_hooks: Any, state: Any = None) -> Tensor:
+    """``torch._utils._rebuild_parameter[_with_state]``: the tensor itself (a parameter's extra state is dropped)."""
+    if not isinstance(data, Tensor):
+        raise WeightsError("a parameter in the pickle does not hold a tensor; the file is corrupted")
+    _check_no_hooks(backward_hooks)
+    return data
+
+
+def _numpy_dtype(spec: Any, align: Any = False, copy: Any = False) -> np.dtype:
+    dtype = np.dtype(spec) if isinstance(spec, str) else None
+    if dtype is None or dtype.kind not in "biufc":
+        raise WeightsError(f"the pickle asks for a numpy dtype {spec!r}; only numeric dtypes are allowed")
+    return dtype
+
+
+def _numpy_scalar(dtype: Any, data: Any = None) -> Any:
+    """``numpy.core.multiarray.scalar`` for numeric dtypes only (an object dtype would return arbitrary objects)."""
+    if not isinstance(dtype, np.dtype) or dtype.kind not in "biufc" or dtype.hasobject \
+            or not isinstance(data, bytes) or len(data) != dtype.itemsize:
+        raise WeightsError("a numpy scalar in the pickle is malformed; only numeric scalars are allowed")
+    return np.frombuffer(data, dtype=dtype)[0]
+
+
+#: Every global an NVIDIA network pickle may name, mapped to what stands in for it.
+ALLOWED_GLOBALS: dict[tuple[str, str], Callable[..., Any]] = {
+    ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent_obj,
+    ("dnnlib.util", "EasyDict"): EasyDict,
+    ("dnnlib", "EasyDict"): EasyDict,
+    ("collections", "OrderedDict"): OrderedDict,
+    ("builtins", "set"): set,
+    ("builtins", "frozenset"): frozenset,
+    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
+    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+    ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
+    ("torch.storage", "_load_from_bytes"): _load_storage,
+    ("numpy", "dtype"): _numpy_dtype,
+    ("numpy.core.multiarray", "scalar"): _numpy_scalar,
+    ("numpy._core.multiarray", "scalar"): _numpy_scalar,
+}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def __init__(self, file: BinaryIO, source: str) -> None:
+        super().__init__(file)
+        self.source = source
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "__builtin__":  # protocol 2 pickles written by Python 2 naming
+            module = "builtins"
+        found = ALLOWED_GLOBALS.get((module, name))
+        if found is None:
+            raise UnsafePickleError(f"{self.source}: refused to load: the pickle calls {_one_line(module)}."
+                                    f"{_one_line(name)}, which is not allowed in a network pickle (nothing from the "
+                                    f"file was run); only load weights from a source you trust")
+        return found
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise UnsafePickleError(f"{self.source}: refused to load: the pickle uses persistent ids, which network "
+                                f"pickles never do (nothing from the file was run)")
+
+
+def safe_unpickle(file: BinaryIO, *, source: str = "pickle") -> Any:
+    """Unpickle an NVIDIA network pickle with the allow-list :data:`ALLOWED_GLOBALS`; nothing from it is executed.
+
+    Persistent modules come back as :class:`PersistentObject`, tensors as plain CPU tensors.
+    Raises :class:`UnsafePickleError` for any other global, :class:`WeightsError` for a damaged file.
+    """
+    try:
+        return _RestrictedUnpickler(file, source).load()
+    except WeightsError as exc:  # raised by the allow-listed functions: say which file
+        if str(exc).startswith(source):
+            raise
+        raise type(exc)(f"{source}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - pickle raises many types for damaged data
+        raise WeightsError(f"{source} is not a readable network pickle ({_one_line(exc)}); the file is truncated "
+                           f"or corrupted, download it again") from None
+
+
+# ---------------------------------------------------------------------------------------------- NVIDIA pickles
+
+
+def _load_nvidia(path: Path, which: str) -> Generator:
+    net = read_nvidia_pickle(path, which)
+    try:
+        kwargs, state = nvidia_generator_kwargs(net, path), nvidia_state_dict(net)
+        G = _build(path, which, kwargs, state)
+        _check_attributes(net, G, f"{which} in {path}")
+    except StylePuppetError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a structure no real pickle has (e.g. a tensor for a number)
+        raise WeightsError(f"{which} in {path} is a malformed network pickle ({_one_line(exc)})") from None
+    return G
+
+
+def read_nvidia_pickle(path: Path, which: str = "G_ema") -> PersistentObject:
+    """The pickled (never executed) ``which`` Generator of an NVIDIA network pickle."""
+    with open(path, "rb") as f:
+        top = safe_unpickle(f, source=str(path))
+    if isinstance(top, PersistentObject):
+        net = top
+    elif isinstance(top, dict):
+        net = top.get(which)
+        if net is None:
+            keys = ", ".join(_one_line(k, 40) for k in list(top)[:8]) or "nothing"
+            raise WeightsError(f"{path} has no {which!r} network (it holds: {keys}); give a generator pickle "
+                               f"(NVIDIA training snapshots hold G and G_ema)")
+    else:
+        raise WeightsError(f"{path} holds a {type(top).__name__}, not NVIDIA networks; give a network pickle")
+    if not isinstance(net, PersistentObject) or net.class_name != "Generator":
+        what = net.class_name if isinstance(net, PersistentObject) else type(net).__name__
+        raise WeightsError(f"{which} in {path} is a {what}, not a Generator; give a generator pickle")
+    synthesis = _child(net, "synthesis", path)
+    if "b4" not in _modules(synthesis):
+        layers = ", ".join(list(_modules(synthesis))[:4])
+        raise WeightsError(f"{which} in {path} is not a StyleGAN2 generator (its synthesis network has {layers}, ...); "
+                           f"StyleGAN3 and other networks are not supported")
+    return net
+
+
+def nvidia_state_dict(net: PersistentObject) -> dict[str, Tensor]:
+    """Flat state dict of a pickled module tree: at each module its parameters, persistent buffers, then children."""
+    out: dict[str, Tensor] = {}
+    for prefix, module in _walk(net):
+        state = module.state
+        skip = state.get("_non_persistent_buffers_set") or set()
+        entries = list(_as_dict(state.get("_parameters"), module).items())
+        entries += [(k, v) for k, v in _as_dict(state.get("_buffers"), module).items() if k not in skip]
+        for name, tensor in entries:
+            if tensor is None:
+                continue
+            if not isinstance(tensor, Tensor):
+                raise WeightsError(f"{prefix}{name} in the pickle is a {type(tensor).__name__}, not a tensor")
+            out[prefix + name] = tensor
+    return out
+
+
+def nvidia_generator_kwargs(net: PersistentObject, path: Path | str = "pickle") -> dict[str, Any]:
+    """Constructor kwargs of a pickled Generator, in our layout, with ``conv_clamp`` read from its layers.
+
+    stylegan2-ada-pytorch passes ``synthesis_kwargs`` as one dict; the stylegan3 repository passes
+    them as top-level kwargs. Defaults differ between the two (the stylegan3 code clamps at 256
+    by default), so the clamp the layers were really built with is taken from their pickled state.
+    """
+    state = net.state
+    args = state.get("_init_args") or ()
+    kwargs = state.get("_init_kwargs") or {}
+    if not isinstance(args, (tuple, list)) or not isinstance(kwargs, dict):
+        raise WeightsError(f"the Generator in {path} has malformed constructor arguments; the file is corrupted")
+    merged = _plain({**dict(zip(_GENERATOR_ARGS, args)), **kwargs})
+    out = {key: merged.pop(key) for key in _GENERATOR_ARGS[:5] if key in merged}
+    out["mapping_kwargs"] = merged.pop("mapping_kwargs", None) or {}
+    synthesis = merged.pop("synthesis_kwargs", None) or {}
+    synthesis.update(merged)
+    clamps = {_plain(m.state.get("conv_clamp")) for _, m in _walk(net)
+              if m.class_name in ("SynthesisLayer", "ToRGBLayer") and "conv_clamp" in m.state}
+    if not all(c is None or isinstance(c, (int, float)) for c in clamps):
+        raise WeightsError(f"the layers of the Generator in {path} have a malformed conv_clamp; the file is corrupted")
+    if len(clamps) > 1:
+        raise WeightsError(f"the layers of the Generator in {path} use different conv_clamp values {sorted(map(str, clamps))}; "
+                           f"this variant is not supported")
+    if clamps:
+        synthesis["conv_clamp"] = clamps.pop()
+    out["synthesis_kwargs"] = synthesis
+    return out
+
+
+#: Pickled layer attributes that must equal ours, or the network is a variant we would compute differently.
+_CHECKED_ATTRIBUTES = ("z_dim", "c_dim", "w_dim", "num_ws", "num_layers", "img_resolution", "img_channels",
+                       "in_channels", "resolution", "up", "use_noise", "activation", "conv_clamp", "padding",
+                       "act_gain", "weight_gain", "bias_gain", "architecture", "num_conv", "num_torgb")
+
+
+def _check_attributes(net: PersistentObject, G: Generator, where: str) -> None:
+    ours = dict(G.named_modules())
+    for prefix, module in _walk(net):
+        mine = ours.get(prefix.rstrip("."))
+        if mine is None:
+            continue
+        for attr in _CHECKED_ATTRIBUTES:
+            if attr in module.state and hasattr(mine, attr):
+                theirs, expected = _plain(module.state[attr]), getattr(mine, attr)
+                if not _same(theirs, expected):
+                    raise WeightsError(f"{where}: {prefix}{attr} is {theirs!r} but a StyleGAN2 generator built from "
+                                       f"its config has {expected!r}; this variant is not supported")
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, Tensor) or isinstance(b, Tensor):
+        return False
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool) \
+            and not isinstance(b, bool):
+        return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-12)
+    return a == b
+
+
+def _walk(net: PersistentObject, prefix: str = "") -> Iterator[tuple[str, PersistentObject]]:
+    yield prefix, net
+    for name, child in _modules(net).items():
+        if child is None:
+            continue
+        if not isinstance(child, PersistentObject):
+            raise WeightsError(f"module {prefix}{name} in the pickle is a {type(child).__name__}, not a network layer")
+        yield from _walk(child, f"{prefix}{name}.")
+
+
+def _modules(net: PersistentObject) -> dict[str, Any]:
+    return _as_dict(net.state.get("_modules"), net)
+
+
+def _child(net: PersistentObject, name: str, path: Path) -> PersistentObject:
+    child = _modules(net).get(name)
+    if not isinstance(child, PersistentObject):
+        raise WeightsError(f"the {net.class_name} in {path} has no {name} network; the file is not a StyleGAN2 pickle")
+    return child
+
+
+def _as_dict(value: Any, module: PersistentObject) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise WeightsError(f"a pickled {module.class_name} has a malformed module dict; the file is corrupted")
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """EasyDicts, OrderedDicts, tuples and numpy scalars -> plain JSON-able Python values."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+# ---------------------------------------------------------------------------------------------- rosinality
+
+
+def read_rosinality(path: Path, which: str = "G_ema") -> tuple[dict[str, Any], dict[str, Tensor]]:
+    """(Generator kwargs, state dict in NVIDIA's names) from a rosinality stylegan2-pytorch checkpoint."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            with _torch_safe_globals(argparse.Namespace):  # the training script stores its command-line args
+                ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - torch.load raises many types for damaged files
+            raise _torch_load_error(str(path), exc) from None
+    if isinstance(ckpt, dict) and "style.1.weight" in ckpt:
+        state, latent_avg = ckpt, None  # a bare generator state dict
+    elif isinstance(ckpt, dict) and isinstance(ckpt.get(_ROSINALITY_KEYS[which]), dict):
+        state, latent_avg = ckpt[_ROSINALITY_KEYS[which]], ckpt.get("latent_avg")
+    else:
+        keys = ", ".join(map(str, list(ckpt)[:8])) if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise WeightsError(f"{path} is a torch file without a rosinality {_ROSINALITY_KEYS[which]!r} generator "
+                           f"(it holds: {keys or 'nothing'}); give a StyleGAN2 generator checkpoint")
+    try:
+        return rosinality_to_nvidia(state, latent_avg)
+    except WeightsError as exc:
+        raise WeightsError(f"{path}: {exc}") from None
+
+
+def rosinality_to_nvidia(state: dict[str, Any], latent_avg: Tensor | None = None
+                         ) -> tuple[dict[str, Any], dict[str, Tensor]]:
+    """Map a rosinality ``Generator`` state dict onto NVIDIA's names; returns (Generator kwargs, state dict).
+
+    The two compute the same function; the differences are in where constants live:
+
+    * ``EqualLinear`` (mapping ``style.{i}``, lr_mul 0.01; modulation, lr_mul 1) scales like NVIDIA's
+      FullyConnectedLayer: weights copy unchanged. The checkpoint does not record ``lr_mlp``;
+      rosinality's default 0.01 (NVIDIA's too) is assumed.
+    * ``ModulatedConv2d`` multiplies its weight by 1/sqrt(fan_in) before modulation, NVIDIA does not.
+      For demodulated convolutions that factor would cancel except inside the epsilon, so it is
+      folded into the weight: rosinality's ``scale * w * s`` then equals ours exactly. For ToRGB
+      (no demodulation) NVIDIA applies the same 1/sqrt(C_in) to the styles, so the weight copies
+      unchanged (equal up to float rounding of the product order).
+    * The up-sampling convolution is a stride-2 transposed convolution of the unflipped kernel and
+      a blur of [1,3,3,1] x 4 padded (1, 1), the image up-sampling pads (2, 1): both as NVIDIA's.
+    * ``FusedLeakyReLU`` adds its bias, leaky ReLU 0.2, times sqrt(2): NVIDIA's bias+act.
+      ``NoiseInjection.weight`` [1] is ``noise_strength``; ``noises.noise_{i}`` [1,1,r,r] are the
+      ``noise_const`` buffers in layer order. ToRGB bias [1,3,1,1] becomes [3].
+    * ``latent_avg`` (present in files converted from TensorFlow) becomes ``mapping.w_avg``; without
+      it the buffer stays zero (truncation then pulls towards 0).
+    * rosinality has no class labels and no conv_clamp.
+    """
+    tensors = {k: v for k, v in state.items() if isinstance(v, Tensor)}
+    used: set[str] = set()
+
+    def take(key: str) -> Tensor:
+        if key not in tensors:
+            raise WeightsError(f"the rosinality state dict has no {key}; it is incomplete or another network")
+        used.add(key)
+        return tensors[key].detach().to(torch.float32)
+
+    n_mlp = 0
+    while f"style.{n_mlp + 1}.weight" in tensors:
+        n_mlp += 1
+    num_up = 0
+    while f"to_rgbs.{num_up}.conv.weight" in tensors:
+        num_up += 1
+    if n_mlp == 0 or "input.input" not in tensors:
+        raise WeightsError("the state dict is not a rosinality StyleGAN2 generator (no style.1.weight / input.input)")
+    resolution = 4 * 2 ** num_up
+    w_dim = int(take("style.1.weight").shape[1])
+    channels = {4: int(take("input.input").shape[1])}
+    for i in range(num_up):
+        channels[8 * 2 ** i] = int(take(f"convs.{2 * i}.conv.weight").shape[1])
+    channel_base, channel_max = _channel_config(channels)
+    img_channels = int(take("to_rgb1.conv.weight").shape[1])
+
+    out: dict[str, Tensor] = {}
+    for i in range(n_mlp):
+        out[f"mapping.fc{i}.weight"] = take(f"style.{i + 1}.weight")
+        out[f"mapping.fc{i}.bias"] = take(f"style.{i + 1}.bias")
+    avg = torch.zeros(w_dim) if latent_avg is None else torch.as_tensor(latent_avg, dtype=torch.float32).reshape(-1)
+    if avg.numel() != w_dim:
+        raise WeightsError(f"latent_avg has {avg.numel()} values, expected w_dim = {w_dim}")
+    out["mapping.w_avg"] = avg
+    out["synthesis.b4.const"] = take("input.input")[0]
+
+    def styled_conv(src: str, dst: str, noise: int) -> None:
+        weight = take(f"{src}.conv.weight")[0]
+        out[f"{dst}.weight"] = weight / math.sqrt(weight[0].numel())
+        out[f"{dst}.affine.weight"] = take(f"{src}.conv.modulation.weight")
+        out[f"{dst}.affine.bias"] = take(f"{src}.conv.modulation.bias")
+        out[f"{dst}.noise_strength"] = take(f"{src}.noise.weight").reshape(())
+        out[f"{dst}.bias"] = take(f"{src}.activate.bias")
+        out[f"{dst}.noise_const"] = take(f"noises.noise_{noise}")[0, 0]
+
+    def to_rgb(src: str, dst: str) -> None:
+        out[f"{dst}.weight"] = take(f"{src}.conv.weight")[0]
+        out[f"{dst}.affine.weight"] = take(f"{src}.conv.modulation.weight")
+        out[f"{dst}.affine.bias"] = take(f"{src}.conv.modulation.bias")
+        out[f"{dst}.bias"] = take(f"{src}.bias").reshape(-1)
+
+    styled_conv("conv1", "synthesis.b4.conv1", 0)
+    to_rgb("to_rgb1", "synthesis.b4.torgb")
+    for i in range(num_up):
+        res = 8 * 2 ** i
+        styled_conv(f"convs.{2 * i}", f"synthesis.b{res}.conv0", 2 * i + 1)
+        styled_conv(f"convs.{2 * i + 1}", f"synthesis.b{res}.conv1", 2 * i + 2)
+        to_rgb(f"to_rgbs.{i}", f"synthesis.b{res}.torgb")
+        for key in (f"convs.{2 * i}.conv.blur.kernel", f"to_rgbs.{i}.upsample.kernel"):
+            if key in tensors:
+                _check_blur_kernel(take(key), key)
+    leftover = sorted(set(tensors) - used)
+    if leftover:
+        raise WeightsError(f"the rosinality state dict has entries this reader does not know: {', '.join(leftover[:5])}")
+    for res in [4] + [8 * 2 ** i for i in range(num_up)]:  # constants that rosinality keeps elsewhere
+        names = ["", "conv1."] if res == 4 else ["", "conv0.", "conv1."]
+        out.update({f"synthesis.b{res}.{name}resample_filter": setup_filter(DEFAULT_FILTER) for name in names})
+    kwargs = {"z_dim": w_dim, "c_dim": 0, "w_dim": w_dim, "img_resolution": resolution,
+              "img_channels": img_channels, "mapping_kwargs": {"num_layers": n_mlp},
+              "synthesis_kwargs": {"channel_base": channel_base, "channel_max": channel_max}}
+    return kwargs, out
+
+
+def _channel_config(channels: dict[int, int]) -> tuple[int, int]:
+    """(channel_base, channel_max) with ``min(base // res, max) == channels[res]`` for every resolution."""
+    channel_max = max(channels.values())
+    channel_base = max(c * res for res, c in channels.items())
+    if any(min(channel_base // res, channel_max) != c for res, c in channels.items()):
+        raise WeightsError(f"the channel widths {channels} cannot be expressed as NVIDIA's channel_base/channel_max")
+    return channel_base, channel_max
+
+
+def _check_blur_kernel(kernel: Tensor, key: str) -> None:
+    expected = setup_filter(DEFAULT_FILTER) * 4
+    if kernel.shape != expected.shape or not torch.allclose(kernel, expected, atol=1e-6):
+        raise WeightsError(f"{key} is not the [1,3,3,1] blur kernel; other blur kernels are not supported")
+
+
+def _torch_safe_globals(*classes: type) -> contextlib.AbstractContextManager[Any]:
+    """Allow extra plain classes in ``torch.load(weights_only=True)`` (torch >= 2.5; older torch refuses them)."""
+    factory = getattr(torch.serialization, "safe_globals", None)
+    return factory(list(classes)) if factory is not None else contextlib.nullcontext()
+
+
+# ---------------------------------------------------------------------------------------------- our format
+
+
+def _read_ours(path: Path) -> Generator:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            meta = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open is not iterable
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own and OS errors
+        raise WeightsError(f"{path} is not a readable safetensors file ({_one_line(exc)}); the file is truncated or "
+                           f"corrupted, write or download it again") from None
+    if meta.get("format") != FORMAT:
+        raise WeightsError(f"{path} is a safetensors file but not a stylepuppet generator (no {FORMAT!r} metadata); "
+                           f"convert the original weights with `stylepuppet weights convert`")
+    version = meta.get("format_version", "")
+    if not version.isdigit() or int(version) > FORMAT_VERSION:
+        raise WeightsError(f"{path} uses generator format version {version!r}; this stylepuppet reads up to "
+                           f"{FORMAT_VERSION}, upgrade stylepuppet")
+    try:
+        config = json.loads(meta.get("config", ""))
+    except ValueError:
+        raise WeightsError(f"{path} has an unreadable generator config; the file is corrupted") from None
+    if not isinstance(config, dict):
+        raise WeightsError(f"{path} has a malformed generator config; the file is corrupted")
+    return _build(path, "", config, state)
+
+
+# ---------------------------------------------------------------------------------------------- building
+
+
+def _build(path: Path, which: str, kwargs: dict[str, Any], state: dict[str, Tensor]) -> Generator:
+    """Generator from kwargs, loaded strictly with ``state``; every mismatch is a one-line WeightsError."""
+    where = f"{which} in {path}" if which else str(path)
+    try:
+        G = Generator(**kwargs)
+    except (ConfigError, TypeError) as exc:
+        raise WeightsError(f"{where} has a generator config we cannot build ({_one_line(exc)})") from None
+    expected = G.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
+        if unexpected:
+            parts.append(f"unexpected {', '.join(unexpected[:3])}{' ...' if len(unexpected) > 3 else ''}")
+        raise WeightsError(f"{where} does not match a StyleGAN2 generator of its config ({'; '.join(parts)})")
+    for key, tensor in expected.items():
+        if tuple(state[key].shape) != tuple(tensor.shape):
+            raise WeightsError(f"{where}: {key} has shape {list(state[key].shape)}, expected {list(tensor.shape)}")
+        if not state[key].is_floating_point() or not bool(torch.isfinite(state[key]).all()):
+            raise WeightsError(f"{where}: {key} is not finite floating-point data; the file is corrupted")
+    G.load_state_dict(state, strict=True)
+    return G
+
+
+def _torch_load_error(what: str, exc: Exception) -> WeightsError:
+    """One-line error for a failed ``torch.load(weights_only=True)``; names a refused global when that was the cause."""
+    refused = re.search(r"GLOBAL ([\w.]+)", str(exc))
+    if refused:
+        return UnsafePickleError(f"{what}: refused to load: it calls {refused.group(1)}, which is not allowed in "
+                                 f"weights (nothing from the file was run); only load weights from a source you trust")
+    unpickler = re.search(r"WeightsUnpickler error: ([^\n]*)", str(exc))
+    # the rest of torch's weights_only message advises disabling the check: never pass that on
+    lines = [line for line in str(exc).splitlines() if line.strip()
+             and not any(word in line.lower() for word in ("weights only", "weights_only", "documentation"))]
+    first = unpickler.group(1) if unpickler else (lines or [type(exc).__name__])[0]
+    return WeightsError(f"{what} is not a readable torch file ({_one_line(first)}); the file is truncated, corrupted "
+                        f"or not plain weights")
+
+
+def _check_no_hooks(hooks: Any) -> None:
+    if hooks is not None and (not isinstance(hooks, dict) or len(hooks) > 0):
+        raise WeightsError("a tensor in the pickle carries backward hooks; network pickles never do")
+
+
+def _is_index(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_index_tuple(value: Any) -> bool:
+    return isinstance(value, (tuple, list)) and all(_is_index(v) for v in value)
+
+
+def _one_line(value: Any, limit: int = 160) -> str:
+    text = " ".join(str(value).split()) or type(value).__name__
+    if isinstance(value, BaseException) and type(value).__name__ not in text:
+        text = f"{type(value).__name__}: {text}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,86 @@
+"""The interface every landmark network of the losses shares (FAN heat maps, MediaPipe mesh).
+
+A landmark net sees a square RGB crop of ``input_size`` pixels in [0, 1] and returns its points in
+that crop's pixel coordinates (pixel-index convention: the centre of pixel ``i`` is ``i``). How it
+wants a face framed inside a larger image is its own business (``framing``), so the losses can cut
+the same differentiable crop out of a driving frame and out of G(w) whichever net is used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from stylepuppet.landmarks.framing import crop_square, crop_to_image, jitter_framing
+
+
+@dataclass
+class LandmarkOutput:
+    """What a landmark net returns for crops [N, 3, S, S].
+
+    ``points`` [N, P, 2] (x, y) in crop pixels, differentiable w.r.t. the crops; ``heatmaps``
+    [N, P, h, w] for heat-map nets (FAN), None otherwise.
+    """
+
+    points: Tensor
+    heatmaps: Tensor | None = None
+
+
+class LandmarkNet(nn.Module):
+    """Base class: subclasses set ``input_size``, ``num_points``, ``groups`` and implement
+    :meth:`framing` and :meth:`forward`.
+
+    ``groups`` maps the group names of :mod:`stylepuppet.landmarks.scheme` to this net's point indices,
+    so group weights such as ``mouth=5`` mean the same for every net. ``mirror`` [num_points] gives
+    each point's index on a left-right flipped face (None: unknown), so the loss can also read
+    mirrored crops.
+    """
+
+    input_size: int
+    num_points: int
+    groups: dict[str, np.ndarray]
+    mirror: np.ndarray | None = None
+
+    def framing(self, box: Tensor) -> tuple[Tensor, Tensor]:
+        """Crop centre [N, 2] (x, y) and side [N] in image pixels for face boxes [N, 4] (x1, y1, x2, y2)."""
+        raise NotImplementedError
+
+    def forward(self, crops: Tensor) -> LandmarkOutput:
+        """Landmarks of crops [N, 3, S, S] (RGB in [0, 1], S = input_size) in crop pixels."""
+        raise NotImplementedError
+
+    def check_crops(self, crops: Tensor) -> None:
+        """Raise a ValueError unless ``crops`` is [N, 3, input_size, input_size]."""
+        s = self.input_size
+        if crops.ndim != 4 or crops.shape[1:] != (3, s, s):
+            raise ValueError(f"{type(self).__name__} expects crops [N, 3, {s}, {s}], got {tuple(crops.shape)}")
+
+
+def landmarks_in_image(net: LandmarkNet, images: Tensor, box: Tensor, *, jitter_count: int = 0,
+                       generator: torch.Generator | None = None, shift: float = 0.03,
+                       scale: float = 0.05) -> Tensor:
+    """Landmarks [N, P, 2] in image pixels of faces in ``images`` [N, 3, H, W] (RGB in **[0, 1]**).
+
+    ``box`` [N, 4] is each face's box in image pixels; the net frames it its own way. With
+    ``jitter_count`` > 0 the points are the mean over that many random framings (±``shift``·side,
+    ±``scale``·side, drawn from ``generator``): a read-out that does not hinge on one exact crop.
+    Differentiable w.r.t. the images.
+    """
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be [N, 3, H, W], got {tuple(images.shape)}")
+    if box.shape != (images.shape[0], 4):
+        raise ValueError(f"box must be [{images.shape[0]}, 4], got {tuple(box.shape)}")
+    box = box.to(device=images.device, dtype=images.dtype)
+    centre, side = net.framing(box)
+    count = 1
+    if jitter_count > 0:
+        count = jitter_count
+        centre, side = jitter_framing(centre, side, generator, shift, scale, count)
+    batch = images.repeat(count, 1, 1, 1)
+    size = int(net.input_size)
+    out = net(crop_square(batch, centre, side, size))
+    points = crop_to_image(out.points, centre, side, size)
+    return points.view(count, images.shape[0], *points.shape[1:]).mean(dim=0)

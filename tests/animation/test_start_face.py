@@ -1,0 +1,289 @@
+"""Free mode's base face: similarity fits, the size-free shape score, framing calibration, best start."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from stylepuppet.animation.start_face import (
+    MOUTH_RING_SCALES,
+    apply_similarity,
+    calibrated_framing,
+    choose_start,
+    fit_similarity,
+    luminance_at,
+    mouth_clearance,
+    shape_distance,
+)
+
+
+def _similar(points: torch.Tensor, scale: float, angle: float, shift: tuple[float, float]) -> torch.Tensor:
+    rot = torch.tensor([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+    return points @ (scale * rot).T + torch.tensor(shift)
+
+
+def test_fit_similarity_recovers_a_known_transform() -> None:
+    src = torch.randn(3, 20, 2, generator=torch.Generator().manual_seed(0)) * 10
+    dst = _similar(src, 1.3, 0.2, (4.0, -7.0))
+    k, shift = fit_similarity(src, dst, torch.ones(20))
+    assert torch.allclose(k.abs(), torch.full((3,), 1.3, dtype=torch.float64), atol=1e-6)
+    assert torch.allclose(torch.angle(k), torch.full((3,), 0.2, dtype=torch.float64), atol=1e-6)
+    assert torch.allclose(apply_similarity(src, k, shift), dst, atol=1e-4)
+
+
+def test_fit_similarity_uses_only_weighted_points() -> None:
+    src = torch.randn(1, 10, 2, generator=torch.Generator().manual_seed(1)) * 10
+    dst = _similar(src, 0.8, -0.1, (1.0, 2.0))
+    dst[:, 5:] += 50.0  # unweighted points moved far away must not change the fit
+    weights = torch.cat([torch.ones(5), torch.zeros(5)])
+    k, shift = fit_similarity(src, dst, weights)
+    assert torch.allclose(apply_similarity(src[:, :5], k, shift), dst[:, :5], atol=1e-4)
+
+
+def test_shape_distance_ignores_pose_and_size_but_not_expression() -> None:
+    ref = torch.randn(12, 2, generator=torch.Generator().manual_seed(2)) * 20
+    same_shape = torch.stack([_similar(ref, 0.5, 0.3, (10.0, 5.0)), _similar(ref, 2.0, -0.4, (-3.0, 0.0))])
+    assert torch.allclose(shape_distance(same_shape, ref, torch.ones(12)), torch.zeros(2),
+                          atol=1e-5)
+    changed = ref.clone()
+    changed[0] += torch.tensor([0.0, 8.0])  # one point moved: an expression change
+    small, big = shape_distance(torch.stack([changed, _similar(changed, 3.0, 0.0, (0.0, 0.0))]), ref,
+                                torch.ones(12))
+    assert small > 0.01
+    assert torch.isclose(small, big, rtol=1e-4)  # the same change at another size scores the same
+
+
+def test_luminance_at_samples_rec601_luma_at_pixel_indices() -> None:
+    images = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(4))
+    luma = 0.299 * images[:, 0] + 0.587 * images[:, 1] + 0.114 * images[:, 2]
+    at = torch.tensor([[[3.0, 5.0], [0.0, 7.0]], [[6.0, 1.0], [2.5, 4.0]]])  # (x, y) pixel indices
+    expected = torch.stack([torch.stack([luma[0, 5, 3], luma[0, 7, 0]]),
+                            torch.stack([luma[1, 1, 6], (luma[1, 4, 2] + luma[1, 4, 3]) / 2])])
+    assert torch.allclose(luminance_at(images, at), expected, atol=1e-6)
+
+
+def _mouth_face(skin: float, ring: float, line: float) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """A flat 64² face of luminance ``skin`` with a mouth: lips on a circle of radius 8 about (32, 40),
+    the line between them a dark stripe, the skin 9–15 px from the mouth's centre painted ``ring``,
+    and one point per eye at (14, 12) and (50, 12)."""
+    angles = torch.linspace(0, 2 * math.pi, 13)[:-1]
+    outer = torch.stack([32 + 8 * torch.cos(angles), 40 + 8 * torch.sin(angles)], dim=-1)
+    inner = torch.stack([torch.linspace(26, 38, 6), torch.full((6,), 40.0)], dim=-1)
+    eyes = torch.tensor([[14.0, 12.0], [50.0, 12.0]])
+    image = torch.full((1, 3, 64, 64), skin)
+    yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    r = ((xx - 32) ** 2 + (yy - 40) ** 2).sqrt()
+    image[..., (r > 9) & (r < 15)] = ring
+    image[..., 39:42, 24:41] = line
+    groups = {"outer_lip": list(range(12)), "inner_lip": list(range(12, 18)), "right_eye": [18], "left_eye": [19]}
+    return image, torch.cat([outer, inner, eyes])[None], groups
+
+
+def test_mouth_clearance_is_the_skin_round_the_mouth_over_the_cheeks() -> None:
+    assert all(9 + 1.5 < 8 * k < 15 - 1.5 for k in MOUTH_RING_SCALES)  # the sampled ring lies in the painted one
+    bare, points, groups = _mouth_face(skin=0.8, ring=0.8, line=0.2)
+    bearded, _, _ = _mouth_face(skin=0.8, ring=0.3, line=0.2)
+    mirrored = points.clone()
+    mirrored[..., 0] = 64 - mirrored[..., 0]  # eyes and lips listed the other way round: the same face
+    clearance = mouth_clearance(torch.cat([bare, bearded, bearded]), torch.cat([points, points, mirrored]), groups)
+    assert torch.allclose(clearance, torch.tensor([1.0, 0.3 / 0.8, 0.3 / 0.8]), atol=1e-5)
+
+
+class _MouthWorld:
+    """A fake generator and landmark objective for :func:`choose_start`. Latent ``i`` renders a mouth
+    whose surrounding skin has luminance ``rings[i]``; its points are the mouth's plus a chin point
+    ``drops[i]`` pixels below the driver's (its shape distance), read the same at any framing."""
+
+    num_ws, jitter_shift, jitter_scale = 1, 0.0, 0.0
+
+    def __init__(self, rings: list[float], drops: list[float]) -> None:
+        self.rings, self.drops = rings, drops
+        _, mouth, groups = _mouth_face(0.8, 0.8, 0.2)
+        self.reference = torch.cat([mouth[0], torch.tensor([[32.0, 58.0]])])
+        self.net = type("Net", (), {"groups": groups})()
+        self.point_weights = torch.ones(len(self.reference))
+
+    def candidate_latents(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return torch.arange(float(n)).reshape(n, 1, 1)
+
+    def render(self, latents: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
+        return torch.cat([_mouth_face(0.8, self.rings[int(i)], 0.2)[0] for i in latents.flatten()]) * 2 - 1
+
+    def points(self, images01: torch.Tensor, centre: torch.Tensor, side: torch.Tensor) -> torch.Tensor:
+        ring = images01[:, 0, 40, 43]  # a pixel of the painted ring tells which face this is
+        which = (ring[:, None] - torch.tensor(self.rings)).abs().argmin(dim=1)
+        out = self.reference.expand(len(which), -1, -1).clone()
+        out[:, -1, 1] += torch.tensor(self.drops)[which]
+        return out
+
+
+def test_choose_start_passes_over_faces_whose_mouth_barely_shows(monkeypatch) -> None:
+    from stylepuppet.animation import start_face as base_face
+
+    monkeypatch.setattr(base_face, "STEADIEST_SHARE", 1.0)  # all read equally steadily here
+    # faces 0 and 1: skin round the mouth as dark as a beard; 2 and 3: bare. 0 matches the driver best.
+    world = _MouthWorld(rings=[0.3, 0.35, 0.7, 0.75], drops=[0.0, 1.0, 2.0, 3.0])
+    start = choose_start(world, world, world.reference, torch.tensor([[32.0, 40.0]]), torch.tensor([40.0]),
+                         torch.ones(len(world.reference)), count=4, seed=0)
+    assert int(start) == 2  # the best match among the bare-mouthed half
+
+
+class _IdealReader:
+    """Reads the true points of the face wherever it is framed (a perfect landmark net)."""
+
+    def __init__(self, face: torch.Tensor) -> None:
+        self.face = face
+
+    def points(self, images: torch.Tensor, centre: torch.Tensor, side: torch.Tensor) -> torch.Tensor:
+        return self.face.expand(images.shape[0], -1, -1)
+
+
+def test_calibrated_framing_frames_the_face_like_the_driver() -> None:
+    reference = torch.randn(15, 2, generator=torch.Generator().manual_seed(3)) * 8 + 32
+    face = _similar(reference, 1.2, 0.0, (-4.0, 3.0))  # G draws its face 20% larger and elsewhere
+    centre, side = torch.tensor([[33.0, 30.0]]), torch.tensor([40.0])
+    c, s, points = calibrated_framing(_IdealReader(face), torch.zeros(1, 3, 64, 64), reference, centre, side,
+                                      torch.ones(15))
+    assert torch.allclose(s, torch.tensor([48.0]), atol=1e-4)
+    assert torch.allclose(c, _similar(centre, 1.2, 0.0, (-4.0, 3.0)), atol=1e-4)
+    assert torch.equal(points[0], face)
+
+
+def _dcgan_and_mesh(models_dir: Path):
+    from stylepuppet.config import LandmarkConfig
+    from stylepuppet.generators.dcgan import load_dcgan
+    from stylepuppet.landmarks.mesh import load_mesh
+    from stylepuppet.optim.objective import LandmarkObjective
+
+    G = load_dcgan(models_dir / "digiface_dcgan64_G.pt")
+    mesh = load_mesh(models_dir / "face_landmark.tflite").eval()
+    return G, mesh, LandmarkObjective(mesh, LandmarkConfig(net="mesh", jitter_count=0))
+
+
+def test_choose_start_picks_the_candidate_whose_shape_matches(models_dir: Path, monkeypatch) -> None:
+    from stylepuppet.animation import start_face as base_face
+    from stylepuppet.optim.objective import to_unit
+
+    monkeypatch.setattr(base_face, "STEADIEST_SHARE", 1.0)  # shape alone decides here
+    monkeypatch.setattr(base_face, "CLEAREST_SHARE", 1.0)
+    G, mesh, obj = _dcgan_and_mesh(models_dir)
+    centre, side = torch.tensor([[32.0, 40.0]]), torch.tensor([70.0])
+    rigid = torch.ones(mesh.num_points)
+    candidates = G.candidate_latents(12, torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        own = obj.points(to_unit(G.render(candidates[7:8])), centre, side)[0]
+    # the driver's reference is candidate 7's face, moved and resized: candidate 7 must win
+    reference = _similar(own, 0.9, 0.05, (2.0, -1.0))
+    start = choose_start(G, obj, reference, centre, side, rigid, count=12, seed=5)
+    assert torch.equal(start, candidates[7:8])
+
+
+def test_a_face_reads_steadier_than_noise_and_only_steady_clear_mouthed_faces_compete(models_dir: Path) -> None:
+    from stylepuppet.animation.start_face import CLEAREST_SHARE, STEADIEST_SHARE, readout_spread
+    from stylepuppet.optim.objective import to_unit
+
+    G, mesh, obj = _dcgan_and_mesh(models_dir)
+    rng = torch.Generator().manual_seed(0)
+    candidates = G.candidate_latents(16, torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        faces = to_unit(G.render(candidates))
+    noise = torch.rand(4, 3, 64, 64, generator=rng)
+    centre, side = torch.tensor([[32.0, 38.0]]).expand(20, 2), torch.full((20,), 75.0)
+    spread = readout_spread(obj, torch.cat([faces, noise]), centre, side, rng)
+    assert spread[:16].median() < spread[16:].min()
+    reference = torch.zeros(mesh.num_points, 2)
+    reference[:, 0] = torch.linspace(20, 44, mesh.num_points)
+    reference[:, 1] = torch.linspace(20, 56, mesh.num_points) ** 1.1
+    start = choose_start(G, obj, reference, torch.tensor([[32.0, 38.0]]), torch.tensor([75.0]),
+                         torch.ones(mesh.num_points), count=16, seed=5)
+    again = torch.Generator().manual_seed(5)
+    candidates = G.candidate_latents(16, again)
+    chosen = int(torch.nonzero((candidates == start).all(dim=-1).all(dim=-1))[0])
+    with torch.no_grad():
+        images = to_unit(G.render(candidates))
+    c, s, points = calibrated_framing(obj, images, reference, torch.tensor([[32.0, 38.0]]), torch.tensor([75.0]),
+                                      torch.ones(mesh.num_points))
+    spreads = readout_spread(obj, images, c, s, again)
+    steady = torch.argsort(spreads)[:round(STEADIEST_SHARE * 16)]
+    clearance = mouth_clearance(images, points, mesh.groups)[steady]
+    clearest = steady[torch.argsort(clearance, descending=True)[:round(CLEAREST_SHARE * len(steady))]]
+    assert chosen in clearest.tolist()
+
+
+def test_most_expressive_frame_is_the_largest_change_of_shape_not_of_pose() -> None:
+    from stylepuppet.animation.start_face import most_expressive_frame
+
+    ref = torch.randn(12, 2, generator=torch.Generator().manual_seed(6)) * 10
+    smile, grin = ref.clone(), ref.clone()
+    smile[3] += torch.tensor([0.0, 2.0])
+    grin[3] += torch.tensor([0.0, 5.0])
+    frames = torch.stack([ref, _similar(ref, 2.0, 0.5, (30.0, 0.0)), grin, smile])  # 1: same face, moved
+    assert most_expressive_frame(frames, 0, torch.ones(12)) == 2
+
+
+def test_a_rehearsal_tells_a_face_that_follows_from_one_that_cannot(models_dir: Path) -> None:
+    from stylepuppet.animation.start_face import rehearsal_share
+    from stylepuppet.config import LossWeights, Schedule
+    from stylepuppet.optim.objective import to_unit
+    from stylepuppet.optim.projector import Projector
+
+    G, _, obj = _dcgan_and_mesh(models_dir)
+    two = G.candidate_latents(2, torch.Generator().manual_seed(3))
+    start = two[:1]
+    centre, side = torch.tensor([[32.0, 36.0]]), torch.tensor([60.0])
+    with torch.no_grad():  # a target the generator can reach: the face a third of the way to another
+        goal = obj.points(to_unit(G.render(G.constrain(start + 0.3 * (two[1:] - start)))), centre, side)
+    targets = obj.targets_from_points(goal, centre, side)
+    weights, schedule = LossWeights(look=0.0, landmark=300.0, fidelity=0.9), Schedule(steps=15, lr=0.03, w_noise=0.0)
+
+    class Frozen:
+        """The same generator, except that its face cannot change."""
+
+        def __getattr__(self, name: str):
+            return getattr(G, name)
+
+        def render(self, latents: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
+            return G.render(start).detach() + 0 * latents.sum()
+
+    follows = rehearsal_share(G, obj, Projector(G, obj, weights, schedule, anchor=start[0]), start, targets, seed=0)
+    frozen = Frozen()
+    stuck = rehearsal_share(frozen, obj, Projector(frozen, obj, weights, schedule, anchor=start[0]), start, targets,
+                            seed=0)
+    assert follows < 0.5
+    assert stuck == pytest.approx(1.0)
+
+
+def test_free_base_starts_from_the_candidate_whose_rehearsal_went_furthest(models_dir: Path, monkeypatch) -> None:
+    import numpy as np
+
+    from stylepuppet.animation import start_face as base_face
+    from stylepuppet.animation.run import free_base
+    from stylepuppet.config import preset
+    from stylepuppet.optim.objective import to_unit
+
+    G, mesh, obj = _dcgan_and_mesh(models_dir)
+    cfg = dataclasses.replace(preset("free"), start_candidates=32, start_rehearsal=3)  # 8 steady, 4 clear
+    centre, side = np.array([[32.0, 36.0]]), np.array([60.0])
+    with torch.no_grad():
+        face = obj.points(to_unit(G.render(G.candidate_latents(1, torch.Generator().manual_seed(3)))),
+                          torch.as_tensor(centre, dtype=torch.float32), torch.as_tensor(side, dtype=torch.float32))
+    driver = face.numpy().repeat(3, axis=0)
+    driver[2, mesh.groups["inner_lip"], 1] += 1.5
+    shares = iter([0.8, 0.3, 0.6])  # the second-best shape rehearses best
+    seen = []
+
+    def fake_share(generator, obj, projector, start, targets, seed):
+        seen.append(start)
+        return next(shares)
+
+    monkeypatch.setattr(base_face, "rehearsal_share", fake_share)
+    start, c, s, base = free_base(cfg, G, obj, driver, 0, centre, side, torch.device("cpu"))
+    assert len(seen) == 3
+    assert torch.equal(start, seen[1][0])
+    with torch.no_grad():
+        own = obj.points(to_unit(G.render(start[None])), c, s)[0]
+    assert torch.allclose(base, own)
