@@ -13,9 +13,9 @@ objective; the schedule (steps, start prediction, learning rate) and the latent 
 For each preset: wall time and steps of the whole clip, its final mean landmark loss (each frame's
 landmark term at the plain framing, averaged, on the latents as rendered: after the preset's latent
 filter), and the output jitter: the mean absolute second difference in time of the rendered output
-frames (pixels in [0, 1]; constant-velocity motion scores 0), printed beside the target clip's own. ``speedup`` = seed wall time / fast wall time,
-counted only if the fast preset reaches the seed's final mean landmark loss (target ≥ 3 at equal or
-lower landmark loss and jitter).
+frames (pixels in [0, 1]; constant-velocity motion scores 0), printed beside the target clip's own.
+``speedup`` = seed wall time / fast wall time, counted only if the fast preset reaches the seed's final
+mean landmark loss (target ≥ 3 at equal or lower landmark loss and jitter).
 
     python benchmarks/bench_convergence.py               # 48 frames
     python benchmarks/bench_convergence.py --quick       # 24 frames (a few minutes)
@@ -35,15 +35,18 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from stylepuppet.animation.run import smooth_latents
+from stylepuppet.animation.networks import seeded
+from stylepuppet.animation.render import smooth_latents
 from stylepuppet.config import AnimateConfig, preset
-from stylepuppet.landmarks.fan import untrained_fan
 from stylepuppet.generators.latent_stats import compute_latent_stats
-from stylepuppet.perceptual.msssim import ms_ssim
+from stylepuppet.generators.stylegan2 import untrained_stylegan2
 from stylepuppet.generators.stylegan2_latents import StyleGAN2Latents
-from stylepuppet.animation.networks import seeded, untrained_stylegan2
-from stylepuppet.optim.objective import FrameTargets, LandmarkObjective, MSSSIMLook, to_unit
+from stylepuppet.images import to_unit
+from stylepuppet.landmarks.fan import untrained_fan
+from stylepuppet.optim.objective import FrameTargets, LandmarkObjective
 from stylepuppet.optim.projector import Projector, predicted_start
+from stylepuppet.perceptual.look import MSSSIMLook
+from stylepuppet.perceptual.msssim import ms_ssim
 
 TARGET = 3.0
 #: Face box [x1, y1, x2, y2] in the 64² images: FAN's framing of it is a 66-pixel square around the centre.
@@ -73,7 +76,8 @@ def smooth_path(gen: StyleGAN2Latents, frames: int, seed: int = 3) -> Tensor:
 
 
 def build(frames: int, cfg: AnimateConfig) -> Clip:
-    G = untrained_stylegan2("tiny", seed=0)
+    with seeded(0):
+        G = untrained_stylegan2("tiny")
     gen = StyleGAN2Latents(G, "w+", compute_latent_stats(G, num_samples=2000))
     with seeded(1):
         net = untrained_fan("tiny").requires_grad_(False)

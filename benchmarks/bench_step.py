@@ -40,14 +40,16 @@ import torch
 from torch import Tensor
 
 from stylepuppet.config import AnimateConfig, preset
-from stylepuppet.landmarks.fan import FAN
 from stylepuppet.generators.latent_stats import compute_latent_stats
-from stylepuppet.perceptual.lpips import untrained_lpips
-from stylepuppet.landmarks.mesh import load_mesh
 from stylepuppet.generators.stylegan2 import Generator
 from stylepuppet.generators.stylegan2_latents import StyleGAN2Latents
-from stylepuppet.optim.objective import FrameTargets, LandmarkObjective, LPIPSLook, to_unit
+from stylepuppet.images import to_unit
+from stylepuppet.landmarks.fan import FAN
+from stylepuppet.landmarks.mesh import load_mesh
+from stylepuppet.optim.objective import FrameTargets, LandmarkObjective
 from stylepuppet.optim.projector import Projector
+from stylepuppet.perceptual.look import LPIPSLook
+from stylepuppet.perceptual.lpips import untrained_lpips
 
 MESH = Path(__file__).resolve().parents[2] / "shared" / "models" / "face_landmark.tflite"
 TARGET = 1.10
@@ -179,7 +181,8 @@ def main() -> None:
     result["mesh_vs_fan"] = mesh_crop / fan_crop
     result["bare_seconds"] = {"generator": ki["bare_seconds"]["generator"], "lpips": ki["bare_seconds"]["lpips"],
                               "fan_per_crop": fan_crop, "mesh_per_crop": mesh_crop}
-    print(f"\nlandmark net per crop (forward + backward): mesh {mesh_crop * 1000:.0f} ms, FAN {fan_crop * 1000:.0f} ms: "
+    print(f"\nlandmark net per crop (forward + backward): mesh {mesh_crop * 1000:.0f} ms, "
+          f"FAN {fan_crop * 1000:.0f} ms: "
           f"mesh / FAN = {result['mesh_vs_fan']:.3f}; per step: mesh ×{free['crops']} "
           f"{free['bare_seconds']['mesh'] * 1000:.0f} ms, FAN ×{ki['crops']} {ki['bare_seconds']['fan'] * 1000:.0f} ms")
     print(f"overhead_ratio (worst set-up) {result['overhead_ratio']:.3f} (target ≤ {TARGET})")

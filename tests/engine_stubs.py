@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from stylepuppet.landmarks.scheme import GROUPS
 from stylepuppet.landmarks.framing import fan_framing
+from stylepuppet.landmarks.scheme import GROUPS
 
 NOISE = 0.05
 GAIN = 4

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 import zlib
 from collections.abc import Callable
@@ -11,9 +12,8 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from PIL import Image
-
 from media_factories import zero_frame_video
+from PIL import Image
 
 from stylepuppet.errors import MediaError
 from stylepuppet.video import (
@@ -432,27 +432,23 @@ def test_writer_source_without_audio_gives_silent_video(media_dir: Path, tmp_pat
 
 def test_failed_write_leaves_nothing(tmp_path: Path) -> None:
     path = tmp_path / "out.mp4"
-    with pytest.raises(RuntimeError, match="boom"):
-        with VideoWriter(path, 25) as writer:
-            for frame in gradient_frames(3, 16, 16):
-                writer.write(frame)
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), VideoWriter(path, 25) as writer:
+        for frame in gradient_frames(3, 16, 16):
+            writer.write(frame)
+        raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []
 
     path.write_bytes(b"previous result")
-    with pytest.raises(ValueError, match="differs"):
-        with VideoWriter(path, 25) as writer:
-            writer.write(np.zeros((16, 16, 3), np.uint8))
-            writer.write(np.zeros((18, 16, 3), np.uint8))
+    with pytest.raises(ValueError, match="differs"), VideoWriter(path, 25) as writer:
+        writer.write(np.zeros((16, 16, 3), np.uint8))
+        writer.write(np.zeros((18, 16, 3), np.uint8))
     assert path.read_bytes() == b"previous result"
     assert list(tmp_path.iterdir()) == [path]
 
-    with pytest.raises(MediaError, match="no frames were written"):
-        with VideoWriter(tmp_path / "none.mp4", 25):
-            pass
-    with pytest.raises(ValueError, match="uint8"):
-        with VideoWriter(tmp_path / "float.mp4", 25) as writer:
-            writer.write(np.zeros((16, 16, 3), np.float32))
+    with pytest.raises(MediaError, match="no frames were written"), VideoWriter(tmp_path / "none.mp4", 25):
+        pass
+    with pytest.raises(ValueError, match="uint8"), VideoWriter(tmp_path / "float.mp4", 25) as writer:
+        writer.write(np.zeros((16, 16, 3), np.float32))
     assert list(tmp_path.iterdir()) == [path]
 
 
@@ -518,8 +514,6 @@ def test_unreadable_images(tmp_path: Path, media_dir: Path) -> None:
 
 
 def test_written_files_get_the_permissions_of_a_plain_new_file(tmp_path):
-    import os
-
     mask = os.umask(0o022)
     try:
         png = write_png(tmp_path / "a.png", np.zeros((4, 4, 3), np.uint8))

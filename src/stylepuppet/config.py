@@ -31,15 +31,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import tomllib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import tomllib
-
+from stylepuppet import weights
 from stylepuppet.errors import ConfigError
 from stylepuppet.landmarks.scheme import GROUPS, SEED_GROUP_WEIGHTS, parse_group_weights
 
@@ -51,15 +51,17 @@ Compare = Literal["coords", "heatmaps"]
 LookLoss = Literal["lpips", "msssim"]
 Device = Literal["cpu", "cuda"]
 UntrainedSize = Literal["tiny", "full"]
+Detector = Literal["dlib", "fan"]
 
 PRESETS = ("seed", "fast", "keep-identity", "free", "quick")
-DEFAULT_NETWORK = "stylegan2-ffhq-256"
 
 
 def _spec(default: Any = dataclasses.MISSING, *, lo: float | None = None, hi: float | None = None,
-          above: float | None = None, **kwargs: Any) -> Any:
-    """A dataclass field with numeric bounds checked by :func:`_check_value` (lo <= x <= hi, x > above)."""
-    return field(default=default, metadata={"lo": lo, "hi": hi, "above": above}, **kwargs)
+          above: float | None = None, flag: str | None = None, help: str = "", **kwargs: Any) -> Any:
+    """A setting: a dataclass field with numeric bounds checked by :func:`_check_value` (lo <= x <= hi,
+    x > above) and, for settings the command line offers, its flag (``--flag``) and help text."""
+    return field(default=default, metadata={"lo": lo, "hi": hi, "above": above, "flag": flag, "help": help},
+                 **kwargs)
 
 
 @dataclass(frozen=True)
@@ -71,11 +73,11 @@ class LossWeights:
     weight 1e5 (applied on frame 0 only, while the noise buffers are optimised).
     """
 
-    look: float = _spec(1.0, lo=0)
-    landmark: float = _spec(0.1, lo=0)
-    smoothness: float = _spec(0.05, lo=0)
-    fidelity: float = _spec(0.05, lo=0)
-    noise: float = _spec(1e5, lo=0)
+    look: float = _spec(1.0, lo=0, flag="lambda-look", help="λ1: look (LPIPS / MS-SSIM) weight.")
+    landmark: float = _spec(0.1, lo=0, flag="lambda-landmark", help="λ2: landmark weight.")
+    smoothness: float = _spec(0.05, lo=0, flag="lambda-smoothness", help="λ3: ‖w_i − w_{i−1}‖ weight.")
+    fidelity: float = _spec(0.05, lo=0, flag="lambda-fidelity", help="λ4: ‖w − w_avg‖ weight.")
+    noise: float = _spec(1e5, lo=0, flag="lambda-noise", help="Noise regularisation weight (frame 0).")
 
 
 @dataclass(frozen=True)
@@ -110,16 +112,19 @@ class LandmarkConfig:
     same start and settings reached 0.83.
     """
 
-    net: LandmarkNetName = "fan"
-    weights: str | None = None
-    form: LandmarkForm = "relative"
-    compare: Compare = "coords"
-    groups: dict[str, float] = field(default_factory=lambda: {g: 1.0 for g in GROUPS})
-    jitter_count: int = _spec(2, lo=0, hi=16)
+    net: LandmarkNetName = _spec("fan", flag="landmark-net", help="Landmark network of the loss.")
+    weights: str | None = _spec(None, flag="landmark-weights", help="Landmark network weights: registry name or file.")
+    form: LandmarkForm = _spec("relative", flag="form", help="Landmark loss form.")
+    compare: Compare = _spec("coords", flag="compare", help="How the relative form compares.")
+    groups: dict[str, float] = _spec(default_factory=lambda: dict.fromkeys(GROUPS, 1.0), flag="groups",
+                                     help="Landmark group weights, e.g. mouth=5,eyes=0 (applied over the preset's).")
+    jitter_count: int = _spec(2, lo=0, hi=16, flag="jitter",
+                              help="Random framings per step for the landmark loss (0: none).")
     jitter_shift: float = _spec(0.03, lo=0, hi=0.5)
     jitter_scale: float = _spec(0.05, lo=0, hi=0.5)
     jitter_flip: bool = False
-    reference: int | None = _spec(None, lo=0)
+    reference: int | None = _spec(None, lo=0, flag="reference",
+                                  help="Driving frame (in the run) whose landmarks are the motion's zero.")
     rest: float = _spec(1.0, lo=0)
     strength: float = _spec(1.0, lo=0, hi=4)
 
@@ -150,9 +155,9 @@ class Schedule:
       compiles each step's loss with ``torch.compile``.
     """
 
-    steps_first: int = _spec(300, lo=1)
-    steps: int = _spec(50, lo=1)
-    lr: float = _spec(0.1, above=0)
+    steps_first: int = _spec(300, lo=1, flag="steps-first", help="Optimisation steps of the first frame.")
+    steps: int = _spec(50, lo=1, flag="steps", help="Optimisation steps of every later frame.")
+    lr: float = _spec(0.1, above=0, flag="lr", help="Peak Adam learning rate.")
     lr_rampup: float = _spec(0.05, lo=0, hi=1)
     lr_rampdown: float = _spec(0.25, lo=0, hi=1)
     w_noise: float = _spec(0.05, lo=0)
@@ -175,8 +180,8 @@ class TrackConfig:
     own from its raw landmarks, as the original method did.
     """
 
-    detector: Literal["dlib", "fan"] = "dlib"
-    smooth: float = _spec(1.5, lo=0)
+    detector: Detector = _spec("dlib", flag="detector", help="Face detector of the track and the look.")
+    smooth: float = _spec(1.5, lo=0, flag="smooth", help="Temporal smoothing of the face track in frames (0: none).")
 
 
 @dataclass(frozen=True)
@@ -200,22 +205,31 @@ class AnimateConfig:
     """
 
     preset: str = "keep-identity"
-    mode: Mode = "keep-identity"
-    space: Space = "w+"
-    network: str = DEFAULT_NETWORK
-    look_loss: LookLoss = "lpips"
-    look_weights: str | None = None
-    subframes: int = _spec(2, lo=1, hi=16)
-    latent_smooth: float = _spec(0.0, lo=0, hi=8)
-    start_candidates: int = _spec(0, lo=0, hi=4096)
-    start_rehearsal: int = _spec(0, lo=0, hi=64)
-    seed: int = _spec(0, lo=0)
-    device: Device = "cpu"
-    start: int = _spec(0, lo=0)
-    end: int | None = _spec(None, lo=1)
-    max_frames: int | None = _spec(None, lo=1)
-    untrained: bool = False
-    untrained_size: UntrainedSize = "tiny"
+    mode: Mode = _spec("keep-identity", flag="mode", help="keep-identity (needs --look) or free.")
+    space: Space = _spec("w+", flag="space", help="Search space: one latent (w) or one per layer (w+).")
+    network: str = _spec(weights.DEFAULT_GENERATOR, flag="network",
+                         help="Generator: registry name or file (StyleGAN2 pickle/.pt/safetensors, DCGAN .pt).")
+    look_loss: LookLoss = _spec("lpips", flag="look-loss",
+                                help="LPIPS-VGG, or the weights-free MS-SSIM + L1 (offline choice).")
+    look_weights: str | None = _spec(None, flag="look-weights", help="LPIPS weights: registry name or file.")
+    subframes: int = _spec(2, lo=1, hi=16, flag="subframes",
+                           help="Frames rendered per driving frame (k; 1 disables interpolation).")
+    latent_smooth: float = _spec(0.0, lo=0, hi=8, flag="latent-smooth",
+                                 help="σ in frames of a temporal Gaussian on the latents before rendering (0: none).")
+    start_candidates: int = _spec(0, lo=0, hi=4096, flag="start-candidates",
+                                  help="Free mode: start from the best of N random faces (0: the generator's mean "
+                                       "face).")
+    start_rehearsal: int = _spec(0, lo=0, hi=64, flag="start-rehearsal",
+                                 help="Free mode: the best N start faces rehearse the driver's most expressive frame; "
+                                      "the one that follows furthest starts (0 or 1: no rehearsal).")
+    seed: int = _spec(0, lo=0, flag="seed", help="Random seed (runs are deterministic on CPU).")
+    device: Device = _spec("cpu", flag="device", help="Device the networks run on.")
+    start: int = _spec(0, lo=0, flag="start", help="First driving frame.")
+    end: int | None = _spec(None, lo=1, flag="end", help="Driving frame to stop before.")
+    max_frames: int | None = _spec(None, lo=1, flag="max-frames", help="Use at most N driving frames.")
+    untrained: bool = _spec(False, flag="untrained",
+                            help="Substitute random networks for missing weights (output stamped UNTRAINED).")
+    untrained_size: UntrainedSize = _spec("tiny", flag="untrained-size", help="Size of substituted networks.")
     loss: LossWeights = field(default_factory=LossWeights)
     landmarks: LandmarkConfig = field(default_factory=LandmarkConfig)
     schedule: Schedule = field(default_factory=Schedule)
@@ -247,6 +261,19 @@ class AnimateConfig:
 
 SECTIONS: dict[str, type] = {"loss": LossWeights, "landmarks": LandmarkConfig, "schedule": Schedule,
                              "track": TrackConfig}
+
+
+def settings() -> Iterator[tuple[str, dataclasses.Field, Any]]:
+    """Every setting as (dotted key, dataclass field, type), in the config's order with the sections in place."""
+    hints = typing.get_type_hints(AnimateConfig)
+    for f in dataclasses.fields(AnimateConfig):
+        if f.name in SECTIONS:
+            section = SECTIONS[f.name]
+            inner = typing.get_type_hints(section)
+            for g in dataclasses.fields(section):
+                yield f"{f.name}.{g.name}", g, inner[g.name]
+        else:
+            yield f.name, f, hints[f.name]
 
 
 # ---------------------------------------------------------------------------------------------- checking
@@ -334,7 +361,8 @@ def _check_dataclass(obj: Any, prefix: str) -> None:
 # ---------------------------------------------------------------------------------------------- presets
 
 
-def _preset(name: str) -> AnimateConfig:
+def preset(name: str) -> AnimateConfig:
+    """The named preset's config (ConfigError for an unknown name); see the README's table."""
     if name == "seed":
         # The original method: W+, its λs and group weights, FAN heat-map loss on per-frame targets,
         # each driving frame cropped on its own (no smoothing), 300 / 50 steps, no framing jitter.
@@ -352,7 +380,7 @@ def _preset(name: str) -> AnimateConfig:
         # every coordinate by about 0.1 whatever the gradient, throwing a frame that starts near its answer
         # far off. Few steps leave each frame's own error in its latent; the filter (σ 1) averages it out
         # (without it, 15 steps per frame gave 19–40% more output jitter than the seed).
-        seed = _preset("seed")
+        seed = preset("seed")
         return dataclasses.replace(seed, preset=name, latent_smooth=1.0,
                                    schedule=Schedule(steps_first=200, steps=13, lr=0.03, w_noise=0.0, predict=True))
     # Our presets use the relative coordinate loss. Its λ is set so that a one-heat-map-pixel error
@@ -394,11 +422,6 @@ def _preset(name: str) -> AnimateConfig:
                              landmarks=dataclasses.replace(ours, jitter_count=1),
                              schedule=Schedule(steps_first=50, steps=8))
     raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
-
-
-def preset(name: str) -> AnimateConfig:
-    """The named preset's config (ConfigError for an unknown name)."""
-    return _preset(name)
 
 
 # ---------------------------------------------------------------------------------------------- layering
@@ -483,7 +506,7 @@ def resolve_config(preset_name: str | None = None, config_file: str | Path | Non
     name = preset_name or from_file.get("preset") or ("free" if mode == "free" else "keep-identity")
     if not isinstance(name, str):
         raise ConfigError(f"preset: must be one of {', '.join(PRESETS)}, got {name!r}")
-    cfg = _preset(name)
+    cfg = preset(name)
     from_file.pop("preset", None)
     cfg = apply_overrides(cfg, from_file)
     cli.pop("preset", None)
@@ -494,4 +517,4 @@ def config_from_dict(data: Mapping[str, Any]) -> AnimateConfig:
     """Rebuild a config from :meth:`AnimateConfig.to_dict` output (e.g. a saved ``config.json``)."""
     flat = _flatten(data, "config")
     name = flat.pop("preset", "keep-identity")
-    return apply_overrides(dataclasses.replace(_preset(name)), flat)
+    return apply_overrides(preset(name), flat)

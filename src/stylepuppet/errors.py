@@ -1,4 +1,4 @@
-"""User-facing errors: the CLI prints them as one line and exits non-zero."""
+"""User-facing errors (the CLI prints them as one line and exits non-zero) and warnings."""
 
 
 class StylePuppetError(Exception):
@@ -23,3 +23,7 @@ class NoFaceError(StylePuppetError):
 
 class ConfigError(StylePuppetError):
     """A preset, option or config file is invalid."""
+
+
+class UntrainedWarning(UserWarning):
+    """Randomly initialised networks stand in for missing weights: the output shows no real face."""

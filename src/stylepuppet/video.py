@@ -6,6 +6,7 @@ numpy uint8 arrays [H, W, 3] in RGB order; sizes are (width, height).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
@@ -719,10 +720,8 @@ class VideoWriter:
         if self._closed:
             return
         self._closed = True
-        try:
+        with contextlib.suppress(av.FFmpegError):
             self._container.close()
-        except av.FFmpegError:
-            pass
         self._release_audio()
         self._discard()
 

@@ -30,7 +30,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import platformdirs
@@ -43,7 +43,6 @@ CACHE_ENV = "STYLEPUPPET_CACHE"
 #: Seconds a connection attempt or a single read may stall before the download gives up.
 TIMEOUT = 30.0
 CHUNK = 1 << 20
-KINDS = ("stylegan2", "fan", "lpips", "mesh")
 
 
 @dataclass(frozen=True)
@@ -82,8 +81,11 @@ def _ngc_ffhq(res: int, what: str) -> WeightsEntry:
         kind="stylegan2", resolution=res, description=f"StyleGAN2 FFHQ {res}² (NVIDIA, NGC){what}")
 
 
-#: The generator used when none is named: the fastest of the FFHQ networks.
-DEFAULT_GENERATOR = "stylegan2-ffhq-256"
+#: The entry used for each kind of weights when none is named (the generator: the fastest FFHQ network).
+DEFAULTS = {"stylegan2": "stylegan2-ffhq-256", "fan": "fan-2dfan4", "mesh": "mediapipe-face-landmark",
+            "lpips": "lpips-vgg16"}
+DEFAULT_GENERATOR = DEFAULTS["stylegan2"]
+KINDS = tuple(DEFAULTS)
 
 REGISTRY: dict[str, WeightsEntry] = {e.name: e for e in (
     _ngc_ffhq(256, "; the default, fastest"),
@@ -187,7 +189,7 @@ def read_record(path: Path) -> dict | None:
 
 def write_record(path: Path, entry: WeightsEntry, sha256: str, size: int, how: str) -> None:
     data = {"name": entry.name, "url": entry.url, "sha256": sha256, "size": size, "how": how,
-            "recorded": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            "recorded": datetime.now(UTC).isoformat(timespec="seconds")}
     try:
         atomic.write_text(record_path(path), json.dumps(data, indent=2) + "\n")
     except OSError as exc:
@@ -283,7 +285,7 @@ def _reason(exc: BaseException) -> str:
 def _exclusive(lock: Path) -> Iterator[None]:
     """Serialise downloads of one file across processes (where the platform has flock)."""
     try:
-        import fcntl
+        import fcntl  # noqa: PLC0415 - not on Windows: there the lock is skipped
     except ImportError:  # Windows: concurrent downloads of the same file are not guarded
         yield
         return

@@ -3,14 +3,15 @@ import dataclasses
 import pytest
 import torch
 
+from stylepuppet.animation.networks import load_networks, seeded
 from stylepuppet.config import resolve_config
-from stylepuppet.errors import WeightsError
+from stylepuppet.errors import UntrainedWarning, WeightsError
 from stylepuppet.generators.checkpoints import save_generator
 from stylepuppet.generators.dcgan import DCGANLatents
-from stylepuppet.landmarks.fan import untrained_fan
+from stylepuppet.generators.stylegan2 import untrained_stylegan2
 from stylepuppet.generators.stylegan2_latents import StyleGAN2Latents
-from stylepuppet.animation.networks import UntrainedWarning, load_networks, untrained_stylegan2
-from stylepuppet.optim.objective import MSSSIMLook
+from stylepuppet.landmarks.fan import untrained_fan
+from stylepuppet.perceptual.look import MSSSIMLook
 
 
 @pytest.fixture(autouse=True)
@@ -32,15 +33,20 @@ def test_untrained_substitutes_only_missing_registry_weights_and_says_so():
     assert nets.heatmap_renderer is not None
 
 
+def untrained(seed: int):
+    with seeded(seed):
+        return untrained_stylegan2("tiny")
+
+
 def test_untrained_networks_are_the_same_for_the_same_seed():
-    a, b, c = (untrained_stylegan2("tiny", seed) for seed in (1, 1, 2))
+    a, b, c = (untrained(seed) for seed in (1, 1, 2))
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     assert not torch.equal(a.synthesis.b4.const, c.synthesis.b4.const)
     assert all(float(p.detach()) == pytest.approx(0.1) for n, p in a.named_parameters() if n.endswith("noise_strength"))
 
 
 def test_a_network_given_by_path_is_loaded_as_it_is(tmp_path):
-    G = untrained_stylegan2("tiny", seed=5)
+    G = untrained(5)
     path = save_generator(G, tmp_path / "g.safetensors")
     torch.manual_seed(0)
     fan = untrained_fan("tiny")

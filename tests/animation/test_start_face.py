@@ -1,4 +1,4 @@
-"""Free mode's base face: similarity fits, the size-free shape score, framing calibration, best start."""
+"""Free mode's start face: similarity fits, the size-free shape score, framing calibration, best start."""
 
 from __future__ import annotations
 
@@ -6,19 +6,33 @@ import dataclasses
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
+from stylepuppet.animation import start_face
 from stylepuppet.animation.start_face import (
+    CLEAREST_SHARE,
     MOUTH_RING_SCALES,
+    STEADIEST_SHARE,
     apply_similarity,
+    best_candidates,
     calibrated_framing,
-    choose_start,
+    choose_start_face,
     fit_similarity,
     luminance_at,
+    most_expressive_frame,
     mouth_clearance,
+    readout_spread,
+    rehearsal_share,
     shape_distance,
 )
+from stylepuppet.config import LandmarkConfig, LossWeights, Schedule, preset
+from stylepuppet.generators.loader import load_latent_generator
+from stylepuppet.images import to_unit
+from stylepuppet.landmarks.mesh import load_mesh
+from stylepuppet.optim.objective import LandmarkObjective
+from stylepuppet.optim.projector import Projector
 
 
 def _similar(points: torch.Tensor, scale: float, angle: float, shift: tuple[float, float]) -> torch.Tensor:
@@ -94,7 +108,7 @@ def test_mouth_clearance_is_the_skin_round_the_mouth_over_the_cheeks() -> None:
 
 
 class _MouthWorld:
-    """A fake generator and landmark objective for :func:`choose_start`. Latent ``i`` renders a mouth
+    """A fake generator and landmark objective for :func:`best_candidates`. Latent ``i`` renders a mouth
     whose surrounding skin has luminance ``rings[i]``; its points are the mouth's plus a chin point
     ``drops[i]`` pixels below the driver's (its shape distance), read the same at any framing."""
 
@@ -121,13 +135,12 @@ class _MouthWorld:
         return out
 
 
-def test_choose_start_passes_over_faces_whose_mouth_barely_shows(monkeypatch) -> None:
-    from stylepuppet.animation import start_face as base_face
-
-    monkeypatch.setattr(base_face, "STEADIEST_SHARE", 1.0)  # all read equally steadily here
+def test_best_candidates_pass_over_faces_whose_mouth_barely_shows(monkeypatch) -> None:
+    monkeypatch.setattr(start_face, "STEADIEST_SHARE", 1.0)  # all read equally steadily here
+    monkeypatch.setattr(start_face, "readout_spread", lambda obj, images, centre, side, rng: torch.zeros(len(images)))
     # faces 0 and 1: skin round the mouth as dark as a beard; 2 and 3: bare. 0 matches the driver best.
     world = _MouthWorld(rings=[0.3, 0.35, 0.7, 0.75], drops=[0.0, 1.0, 2.0, 3.0])
-    start = choose_start(world, world, world.reference, torch.tensor([[32.0, 40.0]]), torch.tensor([40.0]),
+    start = best_candidates(world, world, world.reference, torch.tensor([[32.0, 40.0]]), torch.tensor([40.0]),
                          torch.ones(len(world.reference)), count=4, seed=0)
     assert int(start) == 2  # the best match among the bare-mouthed half
 
@@ -154,22 +167,14 @@ def test_calibrated_framing_frames_the_face_like_the_driver() -> None:
 
 
 def _dcgan_and_mesh(models_dir: Path):
-    from stylepuppet.config import LandmarkConfig
-    from stylepuppet.generators.dcgan import load_dcgan
-    from stylepuppet.landmarks.mesh import load_mesh
-    from stylepuppet.optim.objective import LandmarkObjective
-
-    G = load_dcgan(models_dir / "digiface_dcgan64_G.pt")
+    G = load_latent_generator(models_dir / "digiface_dcgan64_G.pt", "w")
     mesh = load_mesh(models_dir / "face_landmark.tflite").eval()
     return G, mesh, LandmarkObjective(mesh, LandmarkConfig(net="mesh", jitter_count=0))
 
 
-def test_choose_start_picks_the_candidate_whose_shape_matches(models_dir: Path, monkeypatch) -> None:
-    from stylepuppet.animation import start_face as base_face
-    from stylepuppet.optim.objective import to_unit
-
-    monkeypatch.setattr(base_face, "STEADIEST_SHARE", 1.0)  # shape alone decides here
-    monkeypatch.setattr(base_face, "CLEAREST_SHARE", 1.0)
+def test_best_candidates_are_those_whose_shape_matches(models_dir: Path, monkeypatch) -> None:
+    monkeypatch.setattr(start_face, "STEADIEST_SHARE", 1.0)  # shape alone decides here
+    monkeypatch.setattr(start_face, "CLEAREST_SHARE", 1.0)
     G, mesh, obj = _dcgan_and_mesh(models_dir)
     centre, side = torch.tensor([[32.0, 40.0]]), torch.tensor([70.0])
     rigid = torch.ones(mesh.num_points)
@@ -178,14 +183,11 @@ def test_choose_start_picks_the_candidate_whose_shape_matches(models_dir: Path, 
         own = obj.points(to_unit(G.render(candidates[7:8])), centre, side)[0]
     # the driver's reference is candidate 7's face, moved and resized: candidate 7 must win
     reference = _similar(own, 0.9, 0.05, (2.0, -1.0))
-    start = choose_start(G, obj, reference, centre, side, rigid, count=12, seed=5)
+    start = best_candidates(G, obj, reference, centre, side, rigid, count=12, seed=5)
     assert torch.equal(start, candidates[7:8])
 
 
 def test_a_face_reads_steadier_than_noise_and_only_steady_clear_mouthed_faces_compete(models_dir: Path) -> None:
-    from stylepuppet.animation.start_face import CLEAREST_SHARE, STEADIEST_SHARE, readout_spread
-    from stylepuppet.optim.objective import to_unit
-
     G, mesh, obj = _dcgan_and_mesh(models_dir)
     rng = torch.Generator().manual_seed(0)
     candidates = G.candidate_latents(16, torch.Generator().manual_seed(5))
@@ -198,7 +200,7 @@ def test_a_face_reads_steadier_than_noise_and_only_steady_clear_mouthed_faces_co
     reference = torch.zeros(mesh.num_points, 2)
     reference[:, 0] = torch.linspace(20, 44, mesh.num_points)
     reference[:, 1] = torch.linspace(20, 56, mesh.num_points) ** 1.1
-    start = choose_start(G, obj, reference, torch.tensor([[32.0, 38.0]]), torch.tensor([75.0]),
+    start = best_candidates(G, obj, reference, torch.tensor([[32.0, 38.0]]), torch.tensor([75.0]),
                          torch.ones(mesh.num_points), count=16, seed=5)
     again = torch.Generator().manual_seed(5)
     candidates = G.candidate_latents(16, again)
@@ -215,8 +217,6 @@ def test_a_face_reads_steadier_than_noise_and_only_steady_clear_mouthed_faces_co
 
 
 def test_most_expressive_frame_is_the_largest_change_of_shape_not_of_pose() -> None:
-    from stylepuppet.animation.start_face import most_expressive_frame
-
     ref = torch.randn(12, 2, generator=torch.Generator().manual_seed(6)) * 10
     smile, grin = ref.clone(), ref.clone()
     smile[3] += torch.tensor([0.0, 2.0])
@@ -226,11 +226,6 @@ def test_most_expressive_frame_is_the_largest_change_of_shape_not_of_pose() -> N
 
 
 def test_a_rehearsal_tells_a_face_that_follows_from_one_that_cannot(models_dir: Path) -> None:
-    from stylepuppet.animation.start_face import rehearsal_share
-    from stylepuppet.config import LossWeights, Schedule
-    from stylepuppet.optim.objective import to_unit
-    from stylepuppet.optim.projector import Projector
-
     G, _, obj = _dcgan_and_mesh(models_dir)
     two = G.candidate_latents(2, torch.Generator().manual_seed(3))
     start = two[:1]
@@ -257,14 +252,7 @@ def test_a_rehearsal_tells_a_face_that_follows_from_one_that_cannot(models_dir: 
     assert stuck == pytest.approx(1.0)
 
 
-def test_free_base_starts_from_the_candidate_whose_rehearsal_went_furthest(models_dir: Path, monkeypatch) -> None:
-    import numpy as np
-
-    from stylepuppet.animation import start_face as base_face
-    from stylepuppet.animation.run import free_base
-    from stylepuppet.config import preset
-    from stylepuppet.optim.objective import to_unit
-
+def test_the_start_face_is_the_candidate_whose_rehearsal_went_furthest(models_dir: Path, monkeypatch) -> None:
     G, mesh, obj = _dcgan_and_mesh(models_dir)
     cfg = dataclasses.replace(preset("free"), start_candidates=32, start_rehearsal=3)  # 8 steady, 4 clear
     centre, side = np.array([[32.0, 36.0]]), np.array([60.0])
@@ -280,10 +268,10 @@ def test_free_base_starts_from_the_candidate_whose_rehearsal_went_furthest(model
         seen.append(start)
         return next(shares)
 
-    monkeypatch.setattr(base_face, "rehearsal_share", fake_share)
-    start, c, s, base = free_base(cfg, G, obj, driver, 0, centre, side, torch.device("cpu"))
+    monkeypatch.setattr(start_face, "rehearsal_share", fake_share)
+    face = choose_start_face(cfg, G, obj, driver, 0, centre, side, torch.device("cpu"))
     assert len(seen) == 3
-    assert torch.equal(start, seen[1][0])
+    assert torch.equal(face.latent, seen[1][0])
     with torch.no_grad():
-        own = obj.points(to_unit(G.render(start[None])), c, s)[0]
-    assert torch.allclose(base, own)
+        own = obj.points(to_unit(G.render(face.latent[None])), face.centre, face.side)[0]
+    assert torch.allclose(face.points, own)

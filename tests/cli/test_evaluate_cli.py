@@ -5,17 +5,19 @@ import av
 import pytest
 import torch
 
-from stylepuppet.animation.run import RunState, save_latents
+from stylepuppet.animation.render import save_latents
+from stylepuppet.animation.state import RunState
 from stylepuppet.cli import run
 from stylepuppet.config import AnimateConfig
-from stylepuppet.generators.dcgan import load_dcgan
+from stylepuppet.generators.loader import load_latent_generator
 
 
 @pytest.fixture
 def out_dir(tmp_path, models_dir, media_dir):
     network = models_dir / "digiface_dcgan64_G.pt"
-    G = load_dcgan(network)
-    ws = G.constrain(G.mean_latent().view(1, 1, -1) + 0.3 * torch.randn(5, 1, 100, generator=torch.Generator().manual_seed(0)))
+    G = load_latent_generator(network, "w")
+    noise = torch.randn(5, 1, 100, generator=torch.Generator().manual_seed(0))
+    ws = G.constrain(G.mean_latent().view(1, 1, -1) + 0.3 * noise)
     cfg = AnimateConfig(mode="free", space="w", network=str(network), start=10, max_frames=5)
     out = tmp_path / "run"
     out.mkdir()

@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 from weights_server import serve
 
+import stylepuppet
 from stylepuppet import weights
 from stylepuppet.cli import run
 from stylepuppet.cli.generate import parse_seeds
@@ -19,7 +20,7 @@ from stylepuppet.weights import WeightsEntry
 def tiny(c_dim: int = 0) -> Generator:
     torch.manual_seed(0)
     G = Generator(z_dim=8, c_dim=c_dim, w_dim=8, img_resolution=16,
-                  synthesis_kwargs=dict(channel_base=64, channel_max=16)).eval()
+                  synthesis_kwargs={"channel_base": 64, "channel_max": 16}).eval()
     with torch.no_grad():
         for name, p in G.named_parameters():
             if name.endswith("noise_strength"):
@@ -126,3 +127,19 @@ def test_missing_network_is_one_line_without_traceback(tmp_path):
     assert proc.stderr == (f"error: no such weights file: {missing}; check the path, or give a registry name "
                            "(`stylepuppet weights list`)\n")
     assert not (tmp_path / "out").exists()
+
+
+def test_generate_reads_every_generator_format_the_animation_does(models_dir, tmp_path, capsys):
+    out = tmp_path / "dcgan"
+    assert run(["generate", "--network", str(models_dir / "digiface_dcgan64_G.pt"), "--seeds", "0-3", "-o",
+                str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [f"seed000{i}.png" for i in range(4)]
+    G = stylepuppet.load_generator(models_dir / "digiface_dcgan64_G.pt")
+    z = torch.from_numpy(np.random.RandomState(2).randn(1, 100)).float()
+    with torch.no_grad():
+        face = (G(z, None) * 127.5 + 128).clamp(0, 255).to(torch.uint8)[0].permute(1, 2, 0).numpy()
+    with Image.open(out / "seed0002.png") as im:
+        assert im.size == (64, 64) and np.array_equal(np.asarray(im), face)
+    assert run(["generate", "--network", str(models_dir / "digiface_dcgan64_G.pt"), "--trunc", "0.7",
+                "-o", str(out)]) == 1
+    assert "no truncation" in capsys.readouterr().err

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from media_factories import zero_frame_video
 
 from stylepuppet.cli import run

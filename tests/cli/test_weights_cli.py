@@ -4,10 +4,14 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from weights_server import serve
 
 from stylepuppet import weights
 from stylepuppet.cli import run
+from stylepuppet.generators.checkpoints import save_generator
+from stylepuppet.generators.loader import load_generator_file
+from stylepuppet.generators.stylegan2 import Generator
 from stylepuppet.weights import WeightsEntry
 
 DATA = b"tiny weights " * 100
@@ -116,13 +120,9 @@ def test_cli_error_has_no_traceback(tmp_path):
 
 
 def test_convert_writes_our_format(tmp_path, capsys):
-    import torch
-
-    from stylepuppet.generators.checkpoints import load_generator_file, save_generator
-    from stylepuppet.generators.stylegan2 import Generator
-
     torch.manual_seed(0)
-    G = Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, synthesis_kwargs=dict(channel_base=64, channel_max=16))
+    G = Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=16,
+                  synthesis_kwargs={"channel_base": 64, "channel_max": 16})
     src, dst = tmp_path / "in.safetensors", tmp_path / "out" / "converted.safetensors"
     save_generator(G, src)
     assert run(["weights", "convert", str(src), str(dst)]) == 0

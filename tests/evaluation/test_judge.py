@@ -1,8 +1,10 @@
 import numpy as np
 import pytest
+from PIL import Image
 
-from stylepuppet.evaluation.judge import DlibJudge, dlib_models_dir
+from stylepuppet.evaluation.judge import DlibJudge
 from stylepuppet.evaluation.measures import SAME_PERSON_DISTANCE
+from stylepuppet.face.detect import dlib_models_dir
 from stylepuppet.video import open_frames
 
 
@@ -35,8 +37,6 @@ def test_judge_finds_faces_and_tells_people_apart(judge, media_dir):
 
 
 def test_small_frames_are_upscaled_and_empty_frames_counted(judge, media_dir):
-    from PIL import Image
-
     frame = _frames(media_dir / "d0.mp4", 1)[0]
     small = np.asarray(Image.fromarray(frame).resize((128, 128), Image.LANCZOS))
     assert judge.prepare(small).shape == (256, 256, 3)

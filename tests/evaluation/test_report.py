@@ -5,13 +5,13 @@ import torch
 
 from stylepuppet.evaluation import evaluate_run, write_side_by_side
 from stylepuppet.evaluation.measures import pearson
-from stylepuppet.generators.dcgan import load_dcgan
+from stylepuppet.generators.loader import load_latent_generator
 from stylepuppet.video import open_frames
 
 
 @pytest.fixture(scope="module")
 def run(models_dir, media_dir):
-    G = load_dcgan(models_dir / "digiface_dcgan64_G.pt")
+    G = load_latent_generator(models_dir / "digiface_dcgan64_G.pt", "w")
     z = G.candidate_latents(2, torch.Generator().manual_seed(3))
     t = torch.linspace(0, 1, 6).view(6, 1, 1)
     latents = G.constrain(z[0] * (1 - t) + z[1] * t)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stylepuppet.face.metrics import eye_centres, inter_ocular, jitter, lag, quad_side
+from stylepuppet.face.metrics import inter_ocular, jitter, lag, quad_side
+from stylepuppet.landmarks.scheme import eye_centres
 
 
 def square(centre: tuple[float, float], half: float) -> np.ndarray:

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from stylepuppet.errors import MediaError, NoFaceError
 from stylepuppet.face.align import align_crop, ffhq_quad, to_aligned
-from stylepuppet.face.detect import Box, DlibDetector
+from stylepuppet.face.detect import Box, DlibDetector, FanDetector
 from stylepuppet.face.metrics import eye_centres
 from stylepuppet.face.smoothing import NO_SMOOTHING, SmoothingSettings
 from stylepuppet.face.track import (
@@ -25,6 +26,7 @@ from stylepuppet.face.track import (
     fill_missing,
     track_video,
 )
+from stylepuppet.landmarks.fan import untrained_fan
 from stylepuppet.video import VideoWriter, load_image, open_frames
 
 GREY = 128
@@ -84,11 +86,20 @@ def test_aligned_crops_keep_the_eyes_in_place(request: pytest.FixtureRequest, cl
 
 def test_crops_follow_the_quads(media_dir: Path, d0_track: FaceTrack) -> None:
     frames = list(open_frames(media_dir / "d0.mp4", max_frames=3))
-    crops = list(aligned_frames(media_dir / "d0.mp4", d0_track, 128))
+    crops = list(aligned_frames(media_dir / "d0.mp4", d0_track.quads, 128, video_size=d0_track.size))
     assert len(crops) == 78
     for t in range(3):
         np.testing.assert_array_equal(crops[t].image, align_crop(frames[t], d0_track.quads[t].astype(np.float64),
                                                                  128).image)
+    later = next(aligned_frames(media_dir / "d0.mp4", d0_track.quads[5:], 128, start=5))
+    np.testing.assert_array_equal(later.image, crops[5].image)
+
+
+def test_crops_of_another_video_or_past_its_end_are_refused(media_dir: Path, d0_track: FaceTrack) -> None:
+    with pytest.raises(MediaError, match="the track was made on a 640x480 video"):
+        next(aligned_frames(media_dir / "d0.mp4", d0_track.quads, 64, video_size=(640, 480)))
+    with pytest.raises(MediaError, match="has 8 frames from frame 70 but the track has 20"):
+        list(aligned_frames(media_dir / "d0.mp4", d0_track.quads[:20], 64, start=70))
 
 
 def test_default_smoothing_meets_the_jitter_and_lag_targets(d3_track: FaceTrack) -> None:
@@ -256,10 +267,6 @@ def test_backend_by_name_start_and_strength(media_dir: Path) -> None:
 
 def test_fan_backend_runs_the_same_track(media_dir: Path) -> None:
     """The follower only needs find_boxes + fit, so FAN slots in (random weights: points are meaningless)."""
-    import torch
-
-    from stylepuppet.face.detect import FanDetector
-    from stylepuppet.landmarks.fan import untrained_fan
 
     torch.manual_seed(0)
     track = track_video(media_dir / "d0.mp4", FanDetector(untrained_fan("tiny")), max_frames=3, progress=False)

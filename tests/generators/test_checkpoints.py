@@ -16,18 +16,18 @@ import stylegan2_reference as ref
 import torch
 import torch.nn.functional as F
 from nvidia_pickle import Call, Global
+from safetensors import safe_open
+from safetensors.torch import save_file
 
+from stylepuppet import safe_pickle
 from stylepuppet.errors import UnsafePickleError, WeightsError
-from stylepuppet.generators.checkpoints import (
-    ALLOWED_GLOBALS,
-    FORMAT,
-    convert_generator,
-    detect_format,
-    load_generator_file,
-    safe_unpickle,
-    save_generator,
-)
+from stylepuppet.generators.checkpoints import FORMAT, NETWORK_PICKLE, save_generator
+from stylepuppet.generators.loader import convert_generator, identify, load_generator_file
 from stylepuppet.generators.stylegan2 import Generator
+
+
+def safe_unpickle(data: bytes, source: str = "pickle"):
+    return safe_pickle.load(data, NETWORK_PICKLE, source=source)
 
 
 def close(a: torch.Tensor, b: torch.Tensor, rel: float = 1e-5) -> bool:
@@ -149,7 +149,7 @@ def test_wrong_kinds_of_files(tmp_path):
         one_line_error(excinfo)
     zip_file = tmp_path / "other.pt"
     torch.save({"model": {"conv.weight": torch.zeros(2)}}, zip_file)
-    with pytest.raises(WeightsError, match="without a rosinality 'g_ema' generator .*it holds: model"):
+    with pytest.raises(WeightsError, match="torch file but holds no generator stylepuppet reads .*it holds: model"):
         load_generator_file(zip_file)
     with pytest.raises(WeightsError, match="does not exist"):
         load_generator_file(tmp_path / "missing.pkl")
@@ -278,13 +278,13 @@ def test_malicious_pickles_are_refused_and_run_nothing(tmp_path, marker):
         assert refused in message and "refused" in message and str(path) in message, (name, message)
         assert not marker.exists(), name
         with pytest.raises(UnsafePickleError, match=refused):
-            safe_unpickle(io.BytesIO(data))
+            safe_unpickle(data)
     headerless = tmp_path / "protocol0.pkl"
     headerless.write_bytes(cases["os.system"][0][2:])
     with pytest.raises(WeightsError, match="is not a generator weights file"):
         load_generator_file(headerless)
     with pytest.raises(UnsafePickleError, match="os.system"):
-        safe_unpickle(io.BytesIO(headerless.read_bytes()))
+        safe_unpickle(headerless.read_bytes())
 
 
 def test_malformed_but_allowed_globals_are_rejected(tmp_path, marker):
@@ -310,7 +310,7 @@ def test_malformed_but_allowed_globals_are_rejected(tmp_path, marker):
         with pytest.raises(WeightsError) as excinfo:
             load_generator_file(path)
         one_line_error(excinfo)
-    assert set(ALLOWED_GLOBALS) >= {("torch_utils.persistence", "_reconstruct_persistent_obj"),
+    assert set(NETWORK_PICKLE.names) >= {("torch_utils.persistence", "_reconstruct_persistent_obj"),
                                     ("dnnlib.util", "EasyDict"), ("torch.storage", "_load_from_bytes")}
 
 
@@ -326,7 +326,7 @@ def test_the_crafted_payloads_are_live(tmp_path):
 
 def test_safe_unpickle_returns_inert_stand_ins():
     snap = nvp.snapshot(nvp.Config(resolution=4))
-    top = safe_unpickle(io.BytesIO(nvp.dumps(snap)), source="snap")
+    top = safe_unpickle(nvp.dumps(snap), source="snap")
     assert top["G_ema"].class_name == "Generator" and top["D"].class_name == "Discriminator"
     assert top["G_ema"].meta["module_src"] == nvp.MODULE_SRC
     assert top["training_set_kwargs"]["resolution"] == 4 and type(top["training_set_kwargs"]).__name__ == "EasyDict"
@@ -464,7 +464,7 @@ def test_rosinality_checkpoint_maps_onto_the_same_function(tmp_path, legacy):
     torch.save({"g_ema": sd, "g": rosinality_state(size=32, seed=1), "latent_avg": latent_avg,
                 "args": argparse.Namespace(size=32, channel_multiplier=2)}, path,
                _use_new_zipfile_serialization=not legacy)
-    assert detect_format(path) == "torch"
+    assert identify(path)[0].name == "rosinality StyleGAN2 checkpoint"
     G = load_generator_file(path)
     assert (G.img_resolution, G.num_ws, G.w_dim) == (32, 8, 8)
     assert G.init_kwargs["synthesis_kwargs"] == {"channel_base": 128, "channel_max": 16}
@@ -531,7 +531,7 @@ def test_safetensors_round_trip_and_conversion(tmp_path):
     G = load_generator_file(pkl)
     out = convert_generator(pkl, tmp_path / "out" / "net.safetensors")
     assert sorted(p.name for p in out.parent.iterdir()) == ["net.safetensors"]  # atomic: no temp files left
-    assert detect_format(out) == "safetensors"
+    assert identify(out)[0].name == "stylepuppet safetensors"
     loaded = load_generator_file(out)
     assert loaded.init_kwargs == G.init_kwargs and not loaded.training
     z, c = torch.randn(2, 8), torch.eye(2)
@@ -539,8 +539,6 @@ def test_safetensors_round_trip_and_conversion(tmp_path):
         for mode in ("const", "none"):
             assert torch.equal(loaded(z, c, truncation_psi=0.7, noise_mode=mode), G(z, c, truncation_psi=0.7,
                                                                                     noise_mode=mode))
-    from safetensors import safe_open
-
     with safe_open(str(out), framework="pt") as f:
         meta = f.metadata()
     assert meta["format"] == FORMAT and meta["format_version"] == "1" and meta["source"] == "net.pkl"
@@ -554,8 +552,6 @@ def test_safetensors_round_trip_and_conversion(tmp_path):
 
 
 def test_foreign_and_future_safetensors_are_refused(tmp_path):
-    from safetensors.torch import save_file
-
     G = Generator(z_dim=4, c_dim=0, w_dim=4, img_resolution=4, synthesis_kwargs={"channel_base": 64})
     state = {k: v.contiguous() for k, v in G.state_dict().items()}
     cases = {

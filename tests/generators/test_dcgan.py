@@ -3,10 +3,20 @@ import math
 import pytest
 import torch
 
-from stylepuppet.errors import WeightsError
-from stylepuppet.generators.dcgan import (DCGANGenerator, DCGANLatents, DCGANLayout, dcgan_from_state_dict, detect_layout,
-                                      is_dcgan_state_dict, load_dcgan, sphere_project)
-from stylepuppet.generators.interface import LatentGenerator
+from stylepuppet.animation.networks import load_latent_generator as load_for_config
+from stylepuppet.config import AnimateConfig
+from stylepuppet.errors import ConfigError, UnsafePickleError, WeightsError
+from stylepuppet.generators.dcgan import (
+    DCGANGenerator,
+    DCGANLatents,
+    DCGANLayout,
+    dcgan_generator,
+    detect_layout,
+    is_dcgan_state_dict,
+    sphere_project,
+)
+from stylepuppet.generators.interface import ImageGenerator, LatentGenerator
+from stylepuppet.generators.loader import load_generator_file, load_latent_generator
 
 TINY = DCGANLayout(z_dim=8, widths=(16, 8, 3), conv_bias=False)
 
@@ -22,6 +32,10 @@ def _tiny_state(layout: DCGANLayout = TINY, seed: int = 0) -> dict:
     return G.state_dict()
 
 
+def latents(state: dict, seed: int = 0) -> DCGANLatents:
+    return DCGANLatents(dcgan_generator(state), seed=seed)
+
+
 def test_layout_of_the_shipped_generator(models_dir):
     state = torch.load(models_dir / "digiface_dcgan64_G.pt", map_location="cpu", weights_only=True)
     layout = detect_layout(state)
@@ -33,7 +47,7 @@ def test_layout_round_trips_through_a_state_dict():
     for layout in (TINY, DCGANLayout(z_dim=5, widths=(12, 6, 4, 3), conv_bias=True)):
         state = _tiny_state(layout)
         assert detect_layout(state) == layout
-        G = dcgan_from_state_dict(state)
+        G = latents(state)
         assert G.img_resolution == layout.img_resolution == 4 * 2 ** (len(layout.widths) - 1)
 
 
@@ -43,9 +57,9 @@ def test_nested_and_dataparallel_state_dicts_are_recognised():
     assert detect_layout({f"module.{k}": v for k, v in state.items()}) == TINY
     without_counters = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
     assert detect_layout(without_counters) == TINY
-    G = dcgan_from_state_dict(without_counters)
+    G = latents(without_counters)
     z = G.candidate_latents(2, torch.Generator().manual_seed(0))
-    assert torch.equal(G.render(z), dcgan_from_state_dict(state).render(z))
+    assert torch.equal(G.render(z), latents(state).render(z))
 
 
 @pytest.mark.parametrize("mutate", [
@@ -60,25 +74,35 @@ def test_other_layouts_are_rejected_with_a_clear_error(mutate):
     mutate(state)
     assert detect_layout(state) is None and not is_dcgan_state_dict(state)
     with pytest.raises(WeightsError, match="matches no known generator layout"):
-        dcgan_from_state_dict(state)
+        dcgan_generator(state)
 
 
-def test_load_dcgan_errors(tmp_path):
-    with pytest.raises(WeightsError, match="not found"):
-        load_dcgan(tmp_path / "missing.pt")
+def test_files_that_are_no_dcgan_are_refused_by_the_loader(tmp_path):
+    with pytest.raises(WeightsError, match="does not exist"):
+        load_latent_generator(tmp_path / "missing.pt", "w")
     torch.save(torch.zeros(3), tmp_path / "tensor.pt")
-    with pytest.raises(WeightsError, match="not a state dict"):
-        load_dcgan(tmp_path / "tensor.pt")
+    with pytest.raises(WeightsError, match="holds no generator stylepuppet reads .*DCGAN-tutorial state dict"):
+        load_latent_generator(tmp_path / "tensor.pt", "w")
     torch.save({"main.0.weight": torch.zeros(2, 2)}, tmp_path / "other.pt")
-    with pytest.raises(WeightsError, match="no known generator layout"):
-        load_dcgan(tmp_path / "other.pt")
+    with pytest.raises(WeightsError, match="holds no generator stylepuppet reads .*it holds: main.0.weight"):
+        load_latent_generator(tmp_path / "other.pt", "w")
     torch.save({"G": torch.nn.Linear(2, 2)}, tmp_path / "module.pt")  # a pickled module: refused, never run
-    with pytest.raises(WeightsError, match="tensor-only"):
-        load_dcgan(tmp_path / "module.pt")
+    with pytest.raises(UnsafePickleError, match="refused to load: it calls torch.nn.modules.linear.Linear"):
+        load_latent_generator(tmp_path / "module.pt", "w")
+
+
+def test_the_network_is_called_like_nvidias_generators(models_dir):
+    G = load_generator_file(models_dir / "digiface_dcgan64_G.pt")
+    assert isinstance(G, ImageGenerator) and (G.z_dim, G.c_dim, G.img_resolution) == (100, 0, 64)
+    z = torch.randn(2, 100, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(G(z, torch.zeros(2, 0), truncation_psi=1, noise_mode="const"), G.main(z.view(2, 100, 1, 1)))
+        with pytest.raises(ConfigError, match="no truncation"):
+            G(z, None, truncation_psi=0.7)
 
 
 def test_latents_stay_on_the_sphere():
-    G = dcgan_from_state_dict(_tiny_state())
+    G = latents(_tiny_state())
     assert isinstance(G, LatentGenerator)
     assert (G.latent_dim, G.num_ws, G.supports_wplus, G.latent_std(), G.noise_buffers()) == (8, 1, False, 1.0, {})
     z = torch.randn(5, 1, 8) * torch.tensor([0.1, 1, 3, 10, 100]).view(5, 1, 1)
@@ -92,7 +116,7 @@ def test_latents_stay_on_the_sphere():
     mean = G.mean_latent()
     assert mean.shape == (8,) and torch.equal(mean, G.mean_latent())
     assert math.isclose(mean.norm().item(), math.sqrt(8), rel_tol=1e-6)
-    assert not torch.equal(mean, dcgan_from_state_dict(_tiny_state(), seed=1).mean_latent())
+    assert not torch.equal(mean, latents(_tiny_state(), seed=1).mean_latent())
 
 
 def test_sphere_project_keeps_direction_and_handles_batches():
@@ -102,7 +126,7 @@ def test_sphere_project_keeps_direction_and_handles_batches():
 
 def test_render_matches_the_reference_layers_in_eval_mode():
     state = _tiny_state()
-    G = dcgan_from_state_dict(state)
+    G = latents(state)
     z = G.candidate_latents(3, torch.Generator().manual_seed(2))
     x = z[:, 0].reshape(3, 8, 1, 1)
     # The tutorial's layers written out, BatchNorm with the stored statistics.
@@ -121,7 +145,7 @@ def test_render_matches_the_reference_layers_in_eval_mode():
 
 
 def test_shipped_generator_renders_faces_in_range(models_dir):
-    G = load_dcgan(models_dir / "digiface_dcgan64_G.pt")
+    G = load_latent_generator(models_dir / "digiface_dcgan64_G.pt", "w")
     z = G.candidate_latents(4, torch.Generator().manual_seed(0))
     with torch.no_grad():
         img = G.render(z)
@@ -131,9 +155,6 @@ def test_shipped_generator_renders_faces_in_range(models_dir):
 
 
 def test_engine_loader_picks_the_dcgan_adapter(models_dir):
-    from stylepuppet.config import AnimateConfig
-    from stylepuppet.animation.networks import load_latent_generator
-
     cfg = AnimateConfig(mode="free", space="w", network=str(models_dir / "digiface_dcgan64_G.pt"))
-    G = load_latent_generator(cfg)
+    G = load_for_config(cfg)
     assert isinstance(G, DCGANLatents) and G.img_resolution == 64

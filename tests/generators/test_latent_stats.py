@@ -3,14 +3,15 @@ import pytest
 import torch
 
 from stylepuppet.generators import latent_stats as ls
-from stylepuppet.generators.checkpoints import load_generator_file, save_generator
+from stylepuppet.generators.checkpoints import save_generator
+from stylepuppet.generators.loader import load_generator_file
 from stylepuppet.generators.stylegan2 import Generator
 
 
 def tiny(c_dim: int = 0, seed: int = 0) -> Generator:
     torch.manual_seed(seed)
     G = Generator(z_dim=8, c_dim=c_dim, w_dim=8, img_resolution=16,
-                  synthesis_kwargs=dict(channel_base=64, channel_max=16)).eval()
+                  synthesis_kwargs={"channel_base": 64, "channel_max": 16}).eval()
     with torch.no_grad():
         G.mapping.w_avg.copy_(torch.randn(8))  # a trained-looking buffer, distinct from the sample mean
     return G
@@ -93,7 +94,7 @@ def test_the_key_follows_the_network_not_the_file(cache, tmp_path):
     assert ls.network_key(loaded, 200, 1) != ls.network_key(G, 200, 1)
     # same tensors, other mapping settings: other W vectors, so another key
     slow = Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, mapping_kwargs={"lr_multiplier": 0.1},
-                     synthesis_kwargs=dict(channel_base=64, channel_max=16))
+                     synthesis_kwargs={"channel_base": 64, "channel_max": 16})
     slow.load_state_dict(G.state_dict())
     assert ls.network_key(slow, 200, 1) != ls.network_key(G, 200, 1)
 

@@ -1,19 +1,25 @@
+import nvidia_pickle as nvp
 import pytest
 import torch
 from weights_server import serve
 
 import stylepuppet
 from stylepuppet import weights
+from stylepuppet.cli import run
 from stylepuppet.errors import WeightsError
+from stylepuppet.generators import loader
 from stylepuppet.generators.checkpoints import save_generator
+from stylepuppet.generators.loader import GeneratorFormat, convert_generator, identify, load_generator_file
 from stylepuppet.generators.stylegan2 import Generator
+from stylepuppet.generators.stylegan2_latents import StyleGAN2Latents
 from stylepuppet.weights import WeightsEntry
 
 
 @pytest.fixture
 def tiny_file(tmp_path):
     torch.manual_seed(0)
-    G = Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, synthesis_kwargs=dict(channel_base=64, channel_max=16))
+    G = Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=16,
+                  synthesis_kwargs={"channel_base": 64, "channel_max": 16})
     path = tmp_path / "tiny.safetensors"
     save_generator(G, path)
     return G.eval(), path
@@ -45,11 +51,6 @@ def test_load_generator_from_path_url_and_name(tiny_file, tmp_path, monkeypatch)
 
 
 def test_nvidia_pickle_by_path_with_which_and_conversion(tmp_path, capsys):
-    import nvidia_pickle as nvp
-
-    from stylepuppet.cli import run
-    from stylepuppet.generators.checkpoints import load_generator_file
-
     pkl = nvp.write(tmp_path / "network-snapshot.pkl", nvp.snapshot(nvp.Config(resolution=16)))
     G_ema, G = stylepuppet.load_generator(pkl), stylepuppet.load_generator(str(pkl), which="G")
     assert same_outputs(G_ema, load_generator_file(pkl)) and same_outputs(G, load_generator_file(pkl, which="G"))
@@ -58,3 +59,24 @@ def test_nvidia_pickle_by_path_with_which_and_conversion(tmp_path, capsys):
     assert run(["weights", "convert", str(pkl), str(out), "--which", "G"]) == 0
     assert capsys.readouterr().out == f"wrote {out}\n"
     assert same_outputs(G, stylepuppet.load_generator(out))
+
+
+def test_every_generator_file_is_recognised_by_its_content(tmp_path, models_dir):
+    pkl = nvp.write(tmp_path / "net.pkl", nvp.snapshot(nvp.Config(resolution=8)))
+    ours = convert_generator(pkl, tmp_path / "net.bin")
+    assert identify(pkl)[0].name == "NVIDIA network pickle"
+    assert identify(ours)[0].name == "stylepuppet safetensors"
+    assert identify(models_dir / "digiface_dcgan64_G.pt")[0].name == "DCGAN-tutorial state dict"
+    (tmp_path / "notes.txt").write_text("not weights")
+    with pytest.raises(WeightsError, match="not a generator weights file .*give one of: NVIDIA network pickle"):
+        identify(tmp_path / "notes.txt")
+
+
+def test_a_format_added_to_the_list_is_read_by_every_loader(tmp_path, monkeypatch):
+    net = Generator(z_dim=4, c_dim=0, w_dim=4, img_resolution=4, synthesis_kwargs={"channel_base": 64})
+    odd = GeneratorFormat("odd", lambda f: f.head.startswith(b"ODD"), lambda f, which: net,
+                          lambda G, space, seed: StyleGAN2Latents(G, space))
+    monkeypatch.setattr(loader, "FORMATS", (*loader.FORMATS, odd))
+    (tmp_path / "g.odd").write_bytes(b"ODD generator")
+    assert stylepuppet.load_generator(tmp_path / "g.odd") is net
+    assert loader.load_latent_generator(tmp_path / "g.odd", "w").G is net

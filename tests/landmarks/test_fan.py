@@ -56,8 +56,9 @@ def test_layout_matches_face_alignment_2dfan4():
         "conv2.conv1.weight": (64, 64, 3, 3), "conv2.conv2.weight": (32, 64, 3, 3),
         "conv2.conv3.weight": (32, 32, 3, 3), "conv2.downsample.0.weight": (64,),
         "conv2.downsample.2.weight": (128, 64, 1, 1), "conv4.downsample.2.weight": (256, 128, 1, 1),
-        "m0.b1_4.bn1.weight": (256,), "m3.b2_plus_1.conv3.weight": (64, 64, 3, 3), "m2.b3_1.conv1.weight": (128, 256, 3, 3),
-        "top_m_3.conv1.weight": (128, 256, 3, 3), "conv_last3.weight": (256, 256, 1, 1), "bn_end3.num_batches_tracked": (),
+        "m0.b1_4.bn1.weight": (256,), "m3.b2_plus_1.conv3.weight": (64, 64, 3, 3),
+        "m2.b3_1.conv1.weight": (128, 256, 3, 3), "top_m_3.conv1.weight": (128, 256, 3, 3),
+        "conv_last3.weight": (256, 256, 1, 1), "bn_end3.num_batches_tracked": (),
         "l3.weight": (68, 256, 1, 1), "bl2.weight": (256, 256, 1, 1), "al2.weight": (256, 68, 1, 1),
     }
     for key, shape in expected.items():

@@ -2,8 +2,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stylepuppet.landmarks.framing import (box_from_points, crop_square, crop_to_image, fan_framing, image_to_crop,
-                                        jitter_framing)
+from stylepuppet.landmarks.framing import (
+    box_from_points,
+    crop_square,
+    crop_to_image,
+    fan_framing,
+    image_to_crop,
+    jitter_framing,
+    resize_points,
+)
 
 
 def _dot_image(h, w, x, y):
@@ -51,7 +58,8 @@ def test_box_from_points_and_gradients_flow_through_the_crop():
     pts = torch.tensor([[[1.0, 5.0], [4.0, 2.0], [3.0, 9.0]]])
     assert torch.equal(box_from_points(pts), torch.tensor([[1.0, 2.0, 4.0, 9.0]]))
     img = torch.rand(1, 3, 20, 20, dtype=torch.float64, requires_grad=True)
-    out = crop_square(img, torch.tensor([[9.5, 9.5]], dtype=torch.float64), torch.tensor([12.0], dtype=torch.float64), 8)
+    centre, side = torch.tensor([[9.5, 9.5]], dtype=torch.float64), torch.tensor([12.0], dtype=torch.float64)
+    out = crop_square(img, centre, side, 8)
     out.sum().backward()
     assert img.grad is not None and img.grad.abs().sum() > 0
 
@@ -107,3 +115,9 @@ def test_crop_never_reads_a_value_back_from_the_device():
     img = torch.empty(2, 3, 64, 64, device="meta")
     out = crop_square(img, torch.empty(2, 2, device="meta"), torch.empty(2, device="meta"), 16)
     assert out.shape == (2, 3, 16, 16) and out.device.type == "meta"
+
+
+def test_resize_points_maps_pixel_centres_between_grids():
+    # crop 256 -> heat map 64: crop pixel 1.5 (the centre of the 4-pixel block 0..3) is heat-map pixel 0
+    torch.testing.assert_close(resize_points(torch.tensor([1.5, 5.5]), 256, 64), torch.tensor([0.0, 1.0]))
+    torch.testing.assert_close(resize_points(torch.tensor([0.0, 1.0]), 64, 256), torch.tensor([1.5, 5.5]))

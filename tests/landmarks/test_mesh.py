@@ -13,10 +13,9 @@ import pytest
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from stylepuppet.config import LandmarkConfig
 from stylepuppet.errors import WeightsError
-from stylepuppet.landmarks.scheme import GROUPS, MIRROR
 from stylepuppet.landmarks.framing import box_from_points, crop_square, crop_to_image
-from stylepuppet.landmarks.net import landmarks_in_image
 from stylepuppet.landmarks.mesh import (
     CENTRE_SHIFT,
     IBUG68_FROM_MESH,
@@ -29,8 +28,10 @@ from stylepuppet.landmarks.mesh import (
     mesh_framing,
     untrained_mesh,
 )
+from stylepuppet.landmarks.net import landmarks_in_image, unmirror
+from stylepuppet.landmarks.scheme import GROUPS, MIRROR
 from stylepuppet.landmarks.tflite_graph import GraphBuilder
-from stylepuppet.optim.objective import unmirror
+from stylepuppet.optim.objective import LandmarkObjective
 from stylepuppet.video import load_image, open_frames
 
 dlib = pytest.importorskip("dlib")
@@ -286,8 +287,6 @@ def test_ibug_mirror_pairs_map_dlibs_read_out_of_a_flipped_face_back(faces) -> N
 def test_the_loss_reads_mirrored_framings_as_the_same_face(mesh, faces) -> None:
     """A real face against its own read-out: the mirrored framing costs about a pixel per point,
     as much as the net's own left-right asymmetry; with the points left unpaired, far more."""
-    from stylepuppet.config import LandmarkConfig
-    from stylepuppet.optim.objective import LandmarkObjective
 
     crops, _, _ = framed_crops(mesh, faces[:3])
     cfg = LandmarkConfig(net="mesh", jitter_count=2, jitter_shift=0.0, jitter_scale=0.0, jitter_flip=True)

@@ -3,11 +3,9 @@ import pytest
 import torch
 from engine_stubs import TinyLandmarkNet
 
+from stylepuppet.landmarks.framing import crop_square, crop_to_image, image_to_crop
+from stylepuppet.landmarks.scheme import point_weights
 from stylepuppet.optim import losses
-from stylepuppet.config import LandmarkConfig
-from stylepuppet.errors import ConfigError
-from stylepuppet.landmarks.framing import jitter_framing
-from stylepuppet.optim.objective import LandmarkObjective, MSSSIMLook, crop_to_heatmap
 
 D = torch.float64
 
@@ -127,84 +125,7 @@ def test_noise_regularisation_shape_errors():
         losses.noise_regularisation([])
 
 
-# ------------------------------------------------------------------------------------------ look
-
-
-def test_look_parts_zero_on_identical_and_gradients():
-    x = rand(2, 3, 8, 8, seed=1)
-    assert torch.all(losses.l1_distance(x, x.clone()) == 0)
-    assert torch.all(losses.msssim_l1_distance(torch.ones(2, dtype=D), torch.zeros(2, dtype=D)) == 0)
-    feats = [rand(2, 4, 3, 3, seed=2), rand(2, 8, 2, 2, seed=3)]
-    assert torch.all(losses.lpips_distance(feats, [f.clone() for f in feats]) == 0)
-    other = [rand(1, 4, 3, 3, seed=4), rand(1, 8, 2, 2, seed=5)]
-    expected = sum((a - b).square().flatten(1).sum(1) for a, b in zip(feats, other))
-    torch.testing.assert_close(losses.lpips_distance(feats, other), expected)
-    y = rand(2, 3, 8, 8, seed=6)
-    assert torch.autograd.gradcheck(losses.l1_distance, (x.requires_grad_(), y.requires_grad_()))
-    assert torch.autograd.gradcheck(lambda a, b: losses.lpips_distance([a], [b]),
-                                    (feats[0].requires_grad_(), other[0].requires_grad_()))
-
-
-def test_msssim_look_uses_the_documented_mix():
-    look = MSSSIMLook(lambda x, y: torch.full((x.shape[0],), 0.5, dtype=x.dtype))
-    target = torch.zeros(1, 3, 8, 8)
-    images = torch.full((2, 3, 8, 8), 0.5)  # [0, 1] difference of 0.25 everywhere
-    torch.testing.assert_close(look(look.prepare(target), images), torch.full((2,), 0.84 * 0.5 + 0.16 * 0.25))
-
-
-# ------------------------------------------------------------------------------------------ landmark objective
-
-
-def objective(**kw):
-    cfg = LandmarkConfig(**{"form": "relative", "compare": "coords", "jitter_count": 0, **kw})
-    return LandmarkObjective(TinyLandmarkNet(), cfg)
-
-
-BOX = torch.tensor([[6.0, 6.0, 26.0, 26.0]])
-
-
-@pytest.mark.parametrize("form, jitter", [("heatmap", 0), ("heatmap", 3), ("relative", 0)])
-def test_landmark_objective_is_zero_when_the_image_is_its_own_target(form, jitter):
-    obj = objective(form=form, jitter_count=jitter)
-    image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    centre, side = obj.framing(BOX)
-    unit = (image + 1) / 2
-    if form == "heatmap":
-        targets = obj.targets_from_image(unit, centre, side)
-    else:
-        targets = obj.targets_from_points(obj.points(unit, centre, side), centre, side)
-    loss = obj(image, targets, torch.Generator().manual_seed(1))
-    assert loss.shape == (1,)
-    assert loss.item() < 1e-5
-    other = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(2)) * 2 - 1
-    assert obj(other, targets, torch.Generator().manual_seed(1)).item() > 100 * max(loss.item(), 1e-9)
-
-
-def test_jittered_landmark_loss_averages_the_framings_drawn_from_the_generator():
-    obj = objective(form="heatmap", jitter_count=3)
-    target = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
-    centre, side = obj.framing(BOX)
-    targets = obj.targets_from_image(target, centre, side)
-    a = obj(image, targets, torch.Generator().manual_seed(5))
-    b = obj(image, targets, torch.Generator().manual_seed(5))
-    c = obj(image, targets, torch.Generator().manual_seed(6))
-    assert torch.equal(a, b) and not torch.equal(a, c)
-    cs, ss = jitter_framing(centre, side, torch.Generator().manual_seed(5), 0.03, 0.05, 3)
-    plain = objective(form="heatmap")
-    manual = torch.stack([plain(image, plain.targets_from_image(target, cs[i:i + 1], ss[i:i + 1]))
-                          for i in range(3)]).mean(0)
-    torch.testing.assert_close(a, manual)
-
-
-def test_landmark_objective_rejects_all_zero_group_weights():
-    with pytest.raises(ConfigError, match="landmarks.groups"):
-        objective(groups={g: 0.0 for g in LandmarkConfig().groups})
-
-
-def test_crop_to_heatmap_maps_pixel_centres():
-    # crop 256 -> heat map 64: crop pixel 1.5 (centre of the 2x... block 0..3) is heat-map pixel 0.
-    torch.testing.assert_close(crop_to_heatmap(torch.tensor([1.5, 5.5]), 256, 64), torch.tensor([0.0, 1.0]))
+# ------------------------------------------------------------------------------------------ heat maps, real
 
 
 def test_heatmap_loss_with_real_gaussians_grows_with_displacement():
@@ -218,15 +139,29 @@ def test_heatmap_loss_with_real_gaussians_grows_with_displacement():
     assert d[0] == 0 and np.all(np.diff(d) > 0)
 
 
-def test_lpips_look_precomputes_the_target_features():
-    from stylepuppet.perceptual.lpips import untrained_lpips
-    from stylepuppet.optim.objective import LPIPSLook
+# ------------------------------------------------------------------------------------------ the landmark loss
 
-    torch.manual_seed(0)
-    metric = untrained_lpips("tiny")
-    look = LPIPSLook(metric)
-    target = torch.rand(1, 3, 32, 32) * 2 - 1
-    images = torch.rand(2, 3, 32, 32) * 2 - 1
-    prepared = look.prepare(target)
-    torch.testing.assert_close(look(prepared, images), metric(images, target.expand(2, -1, -1, -1)))
-    assert torch.all(look(prepared, target) < 1e-6)
+
+def test_landmark_loss_reads_the_crop_and_compares_as_coordinates_over_the_crop_side():
+    net, size = TinyLandmarkNet(), TinyLandmarkNet.input_size
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    centre, side = torch.tensor([[16.0, 15.0], [14.0, 17.0]]), torch.tensor([20.0, 26.0])
+    weights = torch.from_numpy(point_weights({"jaw": 0.5}, net.groups, 68, rest=1.0))
+    seen = crop_to_image(net(crop_square(images, centre, side, size)).points, centre, side, size)
+    assert torch.all(losses.landmark_loss(net, images, centre, side, weights, points=seen) < 1e-5)
+    target = seen + torch.tensor([1.0, -2.0])
+    expected = losses.coord_loss(image_to_crop(seen, centre, side, size), image_to_crop(target, centre, side, size),
+                                 weights, torch.full((2,), float(size)))
+    torch.testing.assert_close(losses.landmark_loss(net, images, centre, side, weights, points=target), expected)
+
+
+def test_landmark_loss_against_heat_maps_is_the_originals():
+    net = TinyLandmarkNet()
+    images = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    other = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    centre, side, weights = torch.tensor([[16.0, 16.0]]), torch.tensor([24.0]), torch.ones(68)
+    maps = net(crop_square(other, centre, side, 32)).heatmaps
+    expected = losses.heatmap_loss(net(crop_square(images, centre, side, 32)).heatmaps, maps, weights)
+    torch.testing.assert_close(losses.landmark_loss(net, images, centre, side, weights, heatmaps=maps), expected)
+    with pytest.raises(ValueError, match="heat maps"):
+        losses.landmark_loss(TinyLandmarkNet(heatmaps=False), images, centre, side, weights, heatmaps=maps)

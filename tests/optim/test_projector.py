@@ -6,8 +6,12 @@ import pytest
 import torch
 from engine_stubs import TinyLandmarkNet, TinyLatents, smooth_path
 
-from stylepuppet.config import LandmarkConfig, LossWeights, Schedule
-from stylepuppet.optim.objective import LandmarkObjective, to_unit
+from stylepuppet.config import LandmarkConfig, LossWeights, Schedule, preset
+from stylepuppet.generators.latent_stats import latent_stats
+from stylepuppet.generators.stylegan2 import Generator
+from stylepuppet.generators.stylegan2_latents import StyleGAN2Latents
+from stylepuppet.images import to_unit
+from stylepuppet.optim.objective import LandmarkObjective
 from stylepuppet.optim.projector import (
     Projector,
     frame_seed,
@@ -176,10 +180,6 @@ def test_progress_callback_every_few_steps():
 
 @pytest.mark.parametrize("space", ["w", "w+"])
 def test_projection_through_our_stylegan2_generator(space):
-    from stylepuppet.generators.latent_stats import latent_stats
-    from stylepuppet.generators.stylegan2 import Generator
-    from stylepuppet.generators.stylegan2_latents import StyleGAN2Latents
-
     torch.manual_seed(0)
     G = Generator(z_dim=16, c_dim=0, w_dim=16, img_resolution=32, mapping_kwargs={"num_layers": 2},
                   synthesis_kwargs={"channel_base": 512, "channel_max": 32})
@@ -235,8 +235,6 @@ def test_early_stop_ends_a_converged_frame_but_not_one_still_improving():
 
 
 def test_early_stop_is_off_by_default_and_in_the_seed_preset():
-    from stylepuppet.config import preset
-
     s = preset("seed").schedule
     assert s.early_stop_tol == 0 and not s.predict
     _, proj, target, converged = _converged_frame(Schedule(steps_first=60, steps=12))

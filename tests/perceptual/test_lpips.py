@@ -9,8 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from stylepuppet.errors import UnsafePickleError, WeightsError
-from stylepuppet.optim.losses import lpips_distance
-from stylepuppet.perceptual.lpips import LPIPS, load_lpips, untrained_lpips, vgg16_layer_indices
+from stylepuppet.perceptual.lpips import LPIPS, feature_distance, load_lpips, untrained_lpips, vgg16_layer_indices
 from stylepuppet.perceptual.torchscript_reader import ScriptObject, read_torchscript
 
 TINY = (4, 8, 8, 16, 16)
@@ -82,7 +81,7 @@ def test_lpips_equals_the_reference_formula_and_the_folded_features():
     with torch.no_grad():
         expected = reference_lpips(_convs(metric), [w.detach() for w in metric.heads], x, y)
         torch.testing.assert_close(metric(x, y), expected, rtol=1e-5, atol=1e-7)
-        folded = lpips_distance(metric.features(x), metric.features(y))
+        folded = feature_distance(metric.features(x), metric.features(y))
     torch.testing.assert_close(folded, expected, rtol=1e-5, atol=1e-7)
 
 
@@ -90,7 +89,7 @@ def test_gradients_reach_the_image():
     metric = _random_metric().double()
     x = _images(1, n=1, size=16).double().requires_grad_(True)
     target = metric.features(_images(2, n=1, size=16).double()).detach()
-    lpips_distance(metric.features(x), target).sum().backward()
+    feature_distance(metric.features(x), target).sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
 
 
@@ -233,7 +232,7 @@ def test_nvidia_archive_loads_and_computes_what_the_program_computes(nvidia_arch
         torch.testing.assert_close(metric.features(x), fx, rtol=1e-4, atol=1e-6)
         expected = (fx - fy).square().sum(dim=1)
         torch.testing.assert_close(metric(x, y), expected, rtol=1e-4, atol=1e-7)
-        torch.testing.assert_close(lpips_distance(metric.features(x), metric.features(y)), expected,
+        torch.testing.assert_close(feature_distance(metric.features(x), metric.features(y)), expected,
                                    rtol=1e-4, atol=1e-7)
 
 
@@ -283,7 +282,7 @@ def test_the_program_text_is_never_run(nvidia_archive, tmp_path):
     payload = f"open({str(marker)!r}, 'w').write('x')\n".encode()
     with zipfile.ZipFile(nvidia_archive[0]) as zf:
         code_files = [n.split("/", 1)[1] for n in zf.namelist() if n.endswith(".py")]
-    _rewrite(nvidia_archive[0], evil, {name: payload for name in code_files})
+    _rewrite(nvidia_archive[0], evil, dict.fromkeys(code_files, payload))
     metric = load_lpips(evil)  # the tensors are all the loader needs
     _same(metric, load_lpips(nvidia_archive[0]))
     assert not marker.exists()

@@ -10,6 +10,7 @@ very same one), and its name recorded so the caller can warn loudly and stamp th
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,19 +20,20 @@ from typing import Any, TypeVar
 
 import torch
 
+from stylepuppet import weights
 from stylepuppet.config import AnimateConfig
-from stylepuppet.errors import WeightsError
+from stylepuppet.errors import UntrainedWarning, WeightsError
+from stylepuppet.generators import loader
 from stylepuppet.generators.interface import LatentGenerator
-from stylepuppet.optim.objective import LookMetric, LPIPSLook, MSSSIMLook
+from stylepuppet.generators.stylegan2 import untrained_stylegan2
+from stylepuppet.generators.stylegan2_latents import StyleGAN2Latents
+from stylepuppet.landmarks import fan, mesh
+from stylepuppet.landmarks.net import LandmarkNet
+from stylepuppet.perceptual import lpips
+from stylepuppet.perceptual.look import LookMetric, LPIPSLook, MSSSIMLook
+from stylepuppet.perceptual.msssim import ms_ssim
 
 T = TypeVar("T")
-
-#: Registry names used when the config does not name a file.
-DEFAULT_WEIGHTS = {"fan": "fan-2dfan4", "mesh": "mediapipe-face-landmark", "lpips": "lpips-vgg16"}
-
-
-class UntrainedWarning(UserWarning):
-    """Randomly initialised networks stand in for missing weights: the output shows no real face."""
 
 
 @dataclass
@@ -39,7 +41,7 @@ class Networks:
     """What a run optimises against: the generator, the landmark net, the look metric (None in free mode)."""
 
     generator: LatentGenerator
-    landmark_net: Any
+    landmark_net: LandmarkNet
     look: LookMetric | None
     untrained: list[str] = field(default_factory=list)
     heatmap_renderer: Callable | None = None
@@ -53,10 +55,14 @@ def seeded(seed: int) -> Iterator[None]:
         yield
 
 
+def warn_untrained(names: list[str]) -> None:
+    """The loud warning of a run or a render with substituted networks (``names``: what stands in for what)."""
+    warnings.warn(f"UNTRAINED networks stand in for missing weights: {', '.join(names)}; the output is stamped "
+                  "UNTRAINED and shows no real face", UntrainedWarning, stacklevel=3)
+
+
 def _resolve_or_untrained(source: str, kind: str, untrained: bool, names: list[str], what: str,
                           build: Callable[[], T], load: Callable[[Path], T]) -> T:
-    from stylepuppet import weights
-
     try:
         path = weights.resolve(source, kind=kind)
     except WeightsError:
@@ -67,105 +73,40 @@ def _resolve_or_untrained(source: str, kind: str, untrained: bool, names: list[s
     return load(path)
 
 
-# ---------------------------------------------------------------------------------------------- generator
-
-
-def untrained_stylegan2(size: str, seed: int, resolution: int = 256) -> Any:
-    """A randomly initialised StyleGAN2 generator: ``tiny`` (64², w_dim 32, 2 mapping layers) or the
-    paper256 / config-F widths at ``resolution``. Noise strengths are set to 0.1 (NVIDIA initialises
-    them to 0, which would make the noise inputs, and their handling, invisible)."""
-    from stylepuppet.generators.stylegan2 import Generator
-
-    with seeded(seed):
-        if size == "tiny":
-            G = Generator(z_dim=32, c_dim=0, w_dim=32, img_resolution=64, mapping_kwargs={"num_layers": 2},
-                          synthesis_kwargs={"channel_base": 1024, "channel_max": 32})
-        else:
-            base = 16384 if resolution <= 256 else 32768
-            G = Generator(z_dim=512, c_dim=0, w_dim=512, img_resolution=resolution,
-                          mapping_kwargs={"num_layers": 8}, synthesis_kwargs={"channel_base": base, "channel_max": 512})
-    with torch.no_grad():
-        for name, p in G.named_parameters():
-            if name.endswith("noise_strength"):
-                p.fill_(0.1)
-    return G
-
-
-def _registry_resolution(name: str) -> int:
-    from stylepuppet import weights
-
-    entry = weights.REGISTRY.get(name)
-    return int(entry.resolution) if entry is not None and entry.resolution else 256
-
-
 def load_latent_generator(cfg: AnimateConfig, untrained: list[str] | None = None) -> LatentGenerator:
-    """The generator of ``cfg.network`` behind the engine interface (StyleGAN2 in cfg.space, or a DCGAN)."""
-    from stylepuppet.generators.stylegan2_latents import StyleGAN2Latents
-
+    """The generator of ``cfg.network`` as the engine sees it, in ``cfg.space`` (the name of a substitute goes to
+    ``untrained``)."""
     names = [] if untrained is None else untrained
 
-    def load(path: Path) -> LatentGenerator:
-        from stylepuppet.generators import dcgan
-
-        state = _maybe_dcgan_state(path)
-        if state is not None:
-            gen = dcgan.dcgan_from_state_dict(state, seed=cfg.seed)
-            gen.G.to(cfg.device)
-            return gen
-        from stylepuppet.generators.checkpoints import load_generator_file
-
-        return StyleGAN2Latents(load_generator_file(path, device=cfg.device), cfg.space)
-
     def build() -> LatentGenerator:
-        G = untrained_stylegan2(cfg.untrained_size, cfg.seed, _registry_resolution(cfg.network))
+        entry = weights.REGISTRY.get(cfg.network)
+        resolution = int(entry.resolution) if entry is not None and entry.resolution else 256
+        with seeded(cfg.seed):
+            G = untrained_stylegan2(cfg.untrained_size, resolution)
         return StyleGAN2Latents(G.to(cfg.device), cfg.space)
 
-    gen = _resolve_or_untrained(cfg.network, "stylegan2", cfg.untrained, names, "generator", build, load)
-    if cfg.space == "w+" and not gen.supports_wplus:
-        raise WeightsError(f"{cfg.network} is a single-latent generator without W+; use --space w")
-    return gen
+    return _resolve_or_untrained(cfg.network, "stylegan2", cfg.untrained, names, "generator", build,
+                                 lambda p: loader.load_latent_generator(p, cfg.space, device=cfg.device,
+                                                                        seed=cfg.seed))
 
 
-def _maybe_dcgan_state(path: Path) -> dict | None:
-    """The state dict if ``path`` is a tensor-only torch file in the DCGAN-tutorial layout, else None."""
-    from stylepuppet.generators import dcgan
-
-    if path.suffix not in (".pt", ".pth"):
-        return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - not a plain tensor file: the StyleGAN2 loader reports its own error
-        return None
-    return state if dcgan.is_dcgan_state_dict(state) else None
-
-
-# ---------------------------------------------------------------------------------------------- loss nets
-
-
-def load_landmark_net(cfg: AnimateConfig, untrained: list[str] | None = None) -> tuple[Any, Callable | None]:
+def load_landmark_net(cfg: AnimateConfig, untrained: list[str] | None = None) -> tuple[LandmarkNet, Callable | None]:
     """The landmark net (FAN or mesh) and, for FAN, its heat-map renderer."""
     names = [] if untrained is None else untrained
     lm = cfg.landmarks
-    source = lm.weights or DEFAULT_WEIGHTS[lm.net]
     if lm.net == "fan":
-        from stylepuppet.landmarks import fan
+        untrained_net, renderer = fan.untrained_fan, fan.render_heatmaps
+        load: Callable[[Path], LandmarkNet] = functools.partial(fan.load_fan, device=cfg.device)
+    else:
+        untrained_net, renderer, load = mesh.untrained_mesh, None, mesh.load_mesh
 
-        def build() -> Any:
-            with seeded(cfg.seed + 1):
-                return fan.untrained_fan(cfg.untrained_size)
-
-        net = _resolve_or_untrained(source, "fan", cfg.untrained, names, "landmark net",
-                                    build, lambda p: fan.load_fan(p, device=cfg.device))
-        return net.to(cfg.device).eval().requires_grad_(False), fan.render_heatmaps
-    from stylepuppet.landmarks import mesh
-
-    def build_mesh() -> Any:
+    def build() -> LandmarkNet:
         with seeded(cfg.seed + 1):
-            return mesh.untrained_mesh(cfg.untrained_size)
+            return untrained_net(cfg.untrained_size)
 
-    net = _resolve_or_untrained(source, "mesh", cfg.untrained, names, "landmark net", build_mesh,
-                                lambda p: mesh.load_mesh(p))
-    return net.to(cfg.device).eval().requires_grad_(False), None
+    net = _resolve_or_untrained(lm.weights or weights.DEFAULTS[lm.net], lm.net, cfg.untrained, names, "landmark net",
+                                build, load)
+    return net.to(cfg.device).eval().requires_grad_(False), renderer
 
 
 def load_look_metric(cfg: AnimateConfig, untrained: list[str] | None = None) -> LookMetric | None:
@@ -175,19 +116,14 @@ def load_look_metric(cfg: AnimateConfig, untrained: list[str] | None = None) -> 
     if cfg.mode == "free" or cfg.loss.look == 0:
         return None
     if cfg.look_loss == "msssim":
-        from stylepuppet.perceptual.msssim import ms_ssim
-
         return MSSSIMLook(ms_ssim)
-    from stylepuppet.perceptual import lpips
-
-    source = cfg.look_weights or DEFAULT_WEIGHTS["lpips"]
+    source = cfg.look_weights or weights.DEFAULTS["lpips"]
 
     def build() -> Any:
         with seeded(cfg.seed + 2):
             return lpips.untrained_lpips(cfg.untrained_size)
 
-    metric = _resolve_or_untrained(source, "lpips", cfg.untrained, names, "LPIPS", build,
-                                   lambda p: lpips.load_lpips(p))
+    metric = _resolve_or_untrained(source, "lpips", cfg.untrained, names, "LPIPS", build, lpips.load_lpips)
     return LPIPSLook(metric.to(cfg.device).eval().requires_grad_(False))
 
 
@@ -198,6 +134,5 @@ def load_networks(cfg: AnimateConfig) -> Networks:
     net, renderer = load_landmark_net(cfg, untrained)
     look = load_look_metric(cfg, untrained)
     if untrained:
-        warnings.warn(f"UNTRAINED networks stand in for missing weights: {', '.join(untrained)}; the output is "
-                      "stamped UNTRAINED and shows no real face", UntrainedWarning, stacklevel=2)
+        warn_untrained(untrained)
     return Networks(generator, net, look, untrained, renderer)

@@ -1,4 +1,4 @@
-"""Free mode's base face: which generated face the driver's motion is laid on, and how it is framed.
+"""Free mode's start face: which generated face the driver's motion is laid on, and how it is framed.
 
 With no look image, the targets are the landmarks of the first frame's starting face moved by the
 driver's motion. What decides whether the loss can then be trusted:
@@ -33,13 +33,20 @@ driver's motion. What decides whether the loss can then be trusted:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch import Tensor
+from tqdm import tqdm
 
-from stylepuppet.landmarks.framing import jitter_framing
+from stylepuppet.config import AnimateConfig
+from stylepuppet.face.motion import RIGID_GROUPS, relative_motion
 from stylepuppet.generators.interface import LatentGenerator
-from stylepuppet.optim.objective import FrameTargets, LandmarkObjective, to_unit
+from stylepuppet.images import to_unit
+from stylepuppet.landmarks.net import jittered_points
+from stylepuppet.landmarks.scheme import eye_centres
+from stylepuppet.optim.objective import FrameTargets, LandmarkObjective
 from stylepuppet.optim.projector import Projector
 
 #: Read-outs of the face's points when calibrating its framing (the first at the driver's framing).
@@ -117,9 +124,8 @@ def readout_spread(obj: LandmarkObjective, images01: Tensor, centre: Tensor, sid
     :data:`STEADINESS_FRAMINGS` random framings (the objective's jitter ranges, at least 3% / 5%),
     to their mean, as a fraction of the face box's diagonal."""
     shift, scale = max(obj.jitter_shift, 0.03), max(obj.jitter_scale, 0.05)
-    n, count = images01.shape[0], STEADINESS_FRAMINGS
-    c, s = jitter_framing(centre, side, generator, shift, scale, count)
-    points = obj.points(images01.repeat(count, 1, 1, 1), c, s).view(count, n, -1, 2)
+    with torch.no_grad():
+        points = jittered_points(obj.net, images01, centre, side, generator, shift, scale, STEADINESS_FRAMINGS)
     mean = points.mean(dim=0)
     size = torch.linalg.vector_norm(mean.amax(dim=1) - mean.amin(dim=1), dim=-1)
     return torch.linalg.vector_norm(points - mean, dim=-1).mean(dim=(0, 2)) / size
@@ -145,8 +151,7 @@ def mouth_clearance(images01: Tensor, points: Tensor, groups: dict[str, np.ndarr
     lips = points[:, torch.as_tensor(groups["outer_lip"], dtype=torch.long)]
     middle = lips.mean(dim=1, keepdim=True)
     ring = torch.cat([middle + k * (lips - middle) for k in MOUTH_RING_SCALES], dim=1)
-    eyes = torch.stack([points[:, torch.as_tensor(groups[g], dtype=torch.long)].mean(dim=1)
-                        for g in ("right_eye", "left_eye")], dim=1)  # [N, 2, 2]
+    eyes = torch.stack(eye_centres(points, groups), dim=1)  # [N, 2, 2]
     eyes = torch.where((eyes[:, :1, :1] <= eyes[:, 1:, :1]), eyes, eyes.flip(1))  # image-left eye first
     rows = torch.arange(len(lips))
     corners = torch.stack([lips[rows, lips[..., 0].argmin(dim=1)], lips[rows, lips[..., 0].argmax(dim=1)]], dim=1)
@@ -155,7 +160,7 @@ def mouth_clearance(images01: Tensor, points: Tensor, groups: dict[str, np.ndarr
 
 
 @torch.no_grad()
-def choose_start(generator: LatentGenerator, obj: LandmarkObjective, reference: Tensor, centre: Tensor,
+def best_candidates(generator: LatentGenerator, obj: LandmarkObjective, reference: Tensor, centre: Tensor,
                  side: Tensor, rigid: Tensor, count: int, seed: int, batch: int = 32, keep: int = 1) -> Tensor:
     """The best ``keep`` of ``count`` random latents [keep, num_ws, dim], best first (see the module
     docstring), drawn with ``seed``."""
@@ -192,3 +197,57 @@ def rehearsal_share(generator: LatentGenerator, obj: LandmarkObjective, projecto
     before = loss(start)
     result = projector.project(1, targets)  # a later frame: starts at the anchor, leaves the noise alone
     return float(loss(result.latent[None].to(start.device)) / before.clamp_min(1e-12))
+
+
+@dataclass(frozen=True)
+class StartFace:
+    """Free mode's start: the latent [num_ws, dim] (None: the generator's mean latent), the framing of its
+    face (``centre`` [1, 2], ``side`` [1]) and the net's points [P, 2] there, onto which the driver's motion
+    is laid."""
+
+    latent: Tensor | None
+    centre: Tensor
+    side: Tensor
+    points: Tensor
+
+
+def choose_start_face(cfg: AnimateConfig, generator: LatentGenerator, obj: LandmarkObjective, driver: np.ndarray,
+                      ref: int, centre: np.ndarray, side: np.ndarray, device: torch.device,
+                      progress: bool = False) -> StartFace:
+    """Free mode's start face (see the module docstring): the best of ``cfg.start_candidates`` random faces,
+    the best ``cfg.start_rehearsal`` of them rehearsed; the mean latent without candidates.
+
+    ``driver``: the driver's points [T, P, 2], framed at its reference frame ``ref``'s ``centre`` [1, 2] /
+    ``side`` [1].
+    """
+    ref_points = torch.as_tensor(driver[ref], dtype=torch.float32, device=device)
+    c = torch.as_tensor(centre, dtype=torch.float32, device=device)
+    s = torch.as_tensor(side, dtype=torch.float32, device=device)
+    rigid = torch.zeros(obj.net.num_points, device=device)
+    for name in RIGID_GROUPS:
+        rigid[torch.as_tensor(obj.net.groups[name], dtype=torch.long)] = 1.0
+    if cfg.start_candidates == 0:
+        latents = generator.mean_latent().to(device).reshape(1, 1, -1).expand(1, generator.num_ws, -1)
+    else:
+        latents = best_candidates(generator, obj, ref_points, c, s, rigid, cfg.start_candidates, cfg.seed,
+                                  keep=max(1, cfg.start_rehearsal))
+    with torch.no_grad():
+        images = to_unit(generator.render(latents, noise_mode="const"))
+    bc, bs, base = calibrated_framing(obj, images, ref_points, c, s, rigid)
+    best = 0
+    if len(latents) > 1:
+        driver_t = torch.as_tensor(driver, dtype=torch.float32, device=device)
+        frame = most_expressive_frame(driver_t, ref, obj.point_weights)
+        shares = []
+        for k in tqdm(range(len(latents)), unit="face", disable=not progress, desc="rehearse start faces",
+                      leave=False):
+            goal = relative_motion(driver[[ref, frame]], base[k].cpu().numpy(), 0, groups=obj.net.groups,
+                                   strength=cfg.landmarks.strength)[1]
+            targets = obj.targets_from_points(torch.as_tensor(goal[None], dtype=torch.float32, device=device),
+                                              bc[k:k + 1], bs[k:k + 1])
+            projector = Projector(generator, obj, cfg.loss, cfg.schedule, seed=cfg.seed, anchor=latents[k],
+                                  device=device)
+            shares.append(rehearsal_share(generator, obj, projector, latents[k:k + 1], targets, cfg.seed))
+        best = int(np.argmin(shares))
+    start = None if cfg.start_candidates == 0 else latents[best]
+    return StartFace(start, bc[best:best + 1], bs[best:best + 1], base[best])

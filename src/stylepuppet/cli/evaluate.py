@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
-from stylepuppet.cli import main
+import stylepuppet
 
 
-@main.command("evaluate")
+@click.command("evaluate")
 @click.argument("out", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--driving", required=True, type=click.Path(path_type=Path), help="The driving clip of the run.")
 @click.option("--network", help="Generator of the run (default: the one recorded in OUT/latents.npz).")
@@ -24,9 +24,7 @@ def evaluate_command(out: Path, driving: Path, network: str | None, walks: int, 
     run's step sizes (median, 95th percentile), identity drift and landmark jitter, and writes a
     side-by-side video (driver | output, landmarks drawn).
     """
-    from stylepuppet.evaluation import evaluate_output
-
-    evaluation, path = evaluate_output(out, driving, network=network, walks=walks, seed=seed, video=video)
+    evaluation = stylepuppet.evaluate(out, driving, network=network, walks=walks, seed=seed, video=video)
     for line in evaluation.lines():
         click.echo(line)
-    click.echo(f"side-by-side video: {path}")
+    click.echo(f"side-by-side video: {evaluation.video}")

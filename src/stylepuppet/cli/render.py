@@ -7,24 +7,26 @@ from pathlib import Path
 
 import click
 
-from stylepuppet.cli import main
+import stylepuppet
+from stylepuppet.cli.animate import echo_warnings
+from stylepuppet.cli.options import option_type
+from stylepuppet.config import Device
+from stylepuppet.errors import UntrainedWarning
 
 
-@main.command("render")
+@click.command("render")
 @click.argument("latents", type=click.Path(path_type=Path))
 @click.option("--network", help="Generator the latents were made with (default: the one recorded in them).")
 @click.option("--subframes", type=int, help="Frames rendered per latent (default: as recorded).")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]))
+@click.option("--device", type=option_type(Device))
 @click.option("-o", "--out", required=True, type=click.Path(path_type=Path), help="Output mp4.")
 def render_command(latents: Path, network: str | None, subframes: int | None, device: str | None, out: Path) -> None:
     """Render LATENTS (an animate run's latents.npz) with its frozen noise to an mp4."""
-    from stylepuppet.animation.run import render_latents
-    from stylepuppet.cli.animate import echo_warnings
-
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            count, untrained = render_latents(latents, out, network=network, subframes=subframes, device=device)
+            count = stylepuppet.render(latents, out, network=network, subframes=subframes, device=device)
         finally:
             echo_warnings(caught)
+    untrained = any(issubclass(w.category, UntrainedWarning) for w in caught)
     click.echo(f"rendered {count} frames to {out}" + (" (UNTRAINED generator)" if untrained else ""))

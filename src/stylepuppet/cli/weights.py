@@ -7,11 +7,10 @@ from pathlib import Path
 import click
 
 from stylepuppet import weights
-from stylepuppet.cli import main
 from stylepuppet.errors import WeightsError
 
 
-@main.group("weights")
+@click.group("weights")
 def weights_group() -> None:
     """Pretrained weights: list the registry, download, verify, import files, convert formats."""
 
@@ -88,7 +87,7 @@ def import_cmd(path: Path, name: str | None) -> None:
               help="Which generator of an NVIDIA pickle to convert.")
 def convert_cmd(source: str, out: Path, which: str) -> None:
     """Convert a generator (registry name, URL or file) to our safetensors + JSON format."""
-    from stylepuppet.generators.checkpoints import convert_generator
+    from stylepuppet.generators.loader import convert_generator
 
     convert_generator(weights.resolve(source, kind="stylegan2"), out, which=which)
     click.echo(f"wrote {out}")

@@ -2,31 +2,22 @@
 
 None of these networks is in any loss, so what they see on the outputs is evidence that the face
 moved, not that the loss network was fooled. The model files come with the face-recognition-models
-distribution; its folder is found without importing the package (its import needs pkg_resources,
-which recent setuptools no longer ships).
+distribution (:func:`stylepuppet.face.detect.dlib_models_dir`).
 """
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
+import dlib
 import numpy as np
 from PIL import Image
 
 from stylepuppet.errors import WeightsError
+from stylepuppet.face.detect import PREDICTOR_FILE, dlib_models_dir
 
-SHAPE_MODEL = "shape_predictor_68_face_landmarks.dat"
 DESCRIPTOR_MODEL = "dlib_face_recognition_resnet_model_v1.dat"
-
-
-def dlib_models_dir() -> Path:
-    """The folder of dlib model files shipped by face-recognition-models."""
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise WeightsError("dlib model files not found; install them with: pip install face-recognition-models")
-    return Path(list(spec.submodule_search_locations)[0]) / "models"
 
 
 @dataclass
@@ -50,16 +41,14 @@ class DlibJudge:
     """
 
     def __init__(self, size: int = 256, models_dir: Path | None = None) -> None:
-        import dlib
-
         folder = models_dir or dlib_models_dir()
-        for name in (SHAPE_MODEL, DESCRIPTOR_MODEL):
+        for name in (PREDICTOR_FILE, DESCRIPTOR_MODEL):
             if not (folder / name).is_file():
                 raise WeightsError(f"dlib model {name} missing from {folder}; reinstall face-recognition-models")
         self._dlib = dlib
         self.size = size
         self.detector = dlib.get_frontal_face_detector()
-        self.shape_predictor = dlib.shape_predictor(str(folder / SHAPE_MODEL))
+        self.shape_predictor = dlib.shape_predictor(str(folder / PREDICTOR_FILE))
         self.encoder = dlib.face_recognition_model_v1(str(folder / DESCRIPTOR_MODEL))
 
     def prepare(self, frame: np.ndarray) -> np.ndarray:

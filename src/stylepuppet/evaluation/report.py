@@ -7,19 +7,28 @@ landmark net of the loss, on the driving frames as they are and on the outputs u
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from stylepuppet.animation.outputs import EVALUATION, LATENTS
+from stylepuppet.animation.render import load_latents, saved_generator
 from stylepuppet.errors import MediaError, NoFaceError
 from stylepuppet.evaluation.baseline import random_walks
 from stylepuppet.evaluation.judge import DlibJudge, FrameMeasures
-from stylepuppet.evaluation.measures import (SAME_PERSON_DISTANCE, descriptor_distances, landmark_jitter,
-                                             mouth_ratio, pearson)
+from stylepuppet.evaluation.measures import (
+    SAME_PERSON_DISTANCE,
+    descriptor_distances,
+    landmark_jitter,
+    mouth_ratio,
+    pearson,
+)
 from stylepuppet.generators.interface import LatentGenerator
+from stylepuppet.images import draw_points, to_uint8
+from stylepuppet.video import VideoWriter, open_frames
 
 #: Side of each panel of the side-by-side video (the size outputs are judged at).
 PANEL = 256
@@ -35,6 +44,7 @@ class Evaluation:
     walk_correlations: np.ndarray  # [walks] the same for random walks with the run's step sizes
     walk_missed: int  # walk frames without a detected face, over all walks
     identity_distance: np.ndarray  # [T] dlib descriptor distance of each output frame to the first found
+    video: Path | None = None  # the side-by-side video, once written
 
     @property
     def frames(self) -> int:
@@ -80,11 +90,6 @@ class Evaluation:
             f"landmark jitter (inter-ocular distances): output {self.output_jitter:.4f}, "
             f"driver {self.driver_jitter:.4f}",
         ]
-
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """Generator images [N, 3, R, R] in [-1, 1] -> uint8 [N, R, R, 3]."""
-    return (images * 127.5 + 128).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
 @torch.no_grad()
@@ -138,29 +143,24 @@ def _face_window(points: np.ndarray, shape: tuple[int, int]) -> tuple[float, flo
     return float(centre[0] - side / 2), float(centre[1] - side / 2), side
 
 
-def _panel(frame: np.ndarray, points: np.ndarray, window: tuple[float, float, float], judged_scale: float) -> np.ndarray:
+def _panel(frame: np.ndarray, points: np.ndarray, window: tuple[float, float, float],
+           judged_scale: float) -> np.ndarray:
     """``frame`` cut to ``window`` at PANEL², with ``points`` (in pixels of the frame scaled by ``judged_scale``)."""
     x0, y0, side = window
     # EXTENT (not resize's box) so a window reaching past the frame's edge is filled with black
     img = Image.fromarray(frame).transform((PANEL, PANEL), Image.Transform.EXTENT, (x0, y0, x0 + side, y0 + side),
                                            Image.Resampling.BICUBIC)
-    draw = ImageDraw.Draw(img)
     if np.isfinite(points).all():
         # pixel-centre convention: judged pixel p is frame pixel (p + 0.5) / judged_scale - 0.5
         frame_pts = (points + 0.5) / judged_scale - 0.5
-        panel_pts = (frame_pts - np.array([x0, y0]) + 0.5) * (PANEL / side) - 0.5
-        for x, y in panel_pts:
-            draw.ellipse([x - 1.5, y - 1.5, x + 1.5, y + 1.5], fill=(0, 255, 0))
-    else:
-        draw.text((4, 4), "no face found", fill=(255, 0, 0))
+        return draw_points(np.asarray(img), (frame_pts - np.array([x0, y0]) + 0.5) * (PANEL / side) - 0.5)
+    ImageDraw.Draw(img).text((4, 4), "no face found", fill=(255, 0, 0))
     return np.asarray(img)
 
 
 def write_side_by_side(path: str | Path, driver_frames: Sequence[np.ndarray], outputs: np.ndarray,
                        evaluation: Evaluation, fps: float, judge_size: int = PANEL) -> Path:
     """driver (face window) | output, each PANEL², with dlib's points as judged; returns the path."""
-    from stylepuppet.video import VideoWriter
-
     window = _face_window(evaluation.driver.points, driver_frames[0].shape[:2])
     out_side = outputs.shape[1]
     out_scale = max(1.0, judge_size / out_side)
@@ -174,25 +174,17 @@ def write_side_by_side(path: str | Path, driver_frames: Sequence[np.ndarray], ou
 
 
 def evaluate_output(out: str | Path, driving: str | Path, *, network: str | None = None, walks: int = 10,
-                    seed: int = 0, video: str | Path | None = None) -> tuple[Evaluation, Path]:
+                    seed: int = 0, video: str | Path | None = None) -> Evaluation:
     """Judge an ``stylepuppet animate`` output folder (its latents.npz) against the driving clip.
 
     The generator is the one recorded in the latents (or ``network``), with the run's frozen noise;
     the driving frames are the run's (from its ``start``, one per latent). Writes the side-by-side
-    video (default OUT/evaluation.mp4) and returns the figures and its path.
+    video (default OUT/evaluation.mp4, its path in :attr:`Evaluation.video`) and returns the figures.
     """
-    import dataclasses
-
-    from stylepuppet.animation.run import LATENTS, load_latents, restore_noise
-    from stylepuppet.animation.networks import load_latent_generator
-    from stylepuppet.video import open_frames
-
     out = Path(out)
     saved = load_latents(out / LATENTS)
-    cfg = saved.config if network is None else dataclasses.replace(saved.config, network=network)
-    generator = load_latent_generator(cfg)
-    if saved.noise:
-        restore_noise(generator, saved.noise)
+    cfg = saved.config if network is None else replace(saved.config, network=network)
+    generator, _ = saved_generator(saved, cfg)
     count = len(saved.ws)
     with open_frames(driving, start=cfg.start, max_frames=count) as source:
         frames = list(source)
@@ -200,6 +192,6 @@ def evaluate_output(out: str | Path, driving: str | Path, *, network: str | None
         raise MediaError(f"{driving} has {len(frames)} frames from frame {cfg.start}, but the run has {count}; "
                           "give the driving clip the run was made from")
     evaluation, outputs = evaluate_run(generator, saved.ws, frames, walks=walks, seed=seed)
-    path = write_side_by_side(Path(video) if video is not None else out / "evaluation.mp4", frames, outputs,
+    path = write_side_by_side(Path(video) if video is not None else out / EVALUATION, frames, outputs,
                               evaluation, saved.fps)
-    return evaluation, path
+    return replace(evaluation, video=path)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFilter
 
-from stylepuppet.landmarks.scheme import GROUPS
+from stylepuppet.landmarks.scheme import eye_centres
 
 #: Supersampling of the warp (the quad is first shrunk to < 2x the output side).
 MAX_SUPERSAMPLE = 2
@@ -42,8 +42,7 @@ def ffhq_quad(points: np.ndarray) -> np.ndarray:
     p = np.asarray(points, dtype=np.float64)
     if p.shape[-2:] != (68, 2):
         raise ValueError(f"points must be [..., 68, 2], got {p.shape}")
-    eye_right = p[..., GROUPS["right_eye"], :].mean(axis=-2)  # image left: FFHQ's "eye_left"
-    eye_left = p[..., GROUPS["left_eye"], :].mean(axis=-2)
+    eye_right, eye_left = eye_centres(p)  # the subject's right eye is on the image left: FFHQ's "eye_left"
     eye_avg = (eye_right + eye_left) * 0.5
     eye_to_eye = eye_left - eye_right
     mouth_avg = (p[..., 48, :] + p[..., 54, :]) * 0.5

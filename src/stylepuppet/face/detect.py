@@ -18,10 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+import dlib
 import numpy as np
+import torch
 from PIL import Image
 
 from stylepuppet.errors import ConfigError, NoFaceError, WeightsError
+from stylepuppet.landmarks.fan import FAN, load_fan
+from stylepuppet.landmarks.net import landmarks_in_image
+from stylepuppet.weights import DEFAULTS
 
 PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
 
@@ -138,16 +143,19 @@ def image_to_window(points: np.ndarray, mapping: np.ndarray) -> np.ndarray:
     return out
 
 
-def predictor_path() -> Path:
-    """The 68-point predictor of face-recognition-models, found without importing the package.
-
-    Importing it needs ``pkg_resources``, which recent setuptools no longer ships.
-    """
+def dlib_models_dir() -> Path:
+    """The folder of dlib model files that face-recognition-models ships, found without importing the package
+    (its import needs ``pkg_resources``, which recent setuptools no longer ships)."""
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
-        raise WeightsError("the dlib landmark model is missing; install it with "
+        raise WeightsError("the dlib model files are missing; install them with "
                            "`pip install face-recognition-models`")
-    path = Path(list(spec.submodule_search_locations)[0]) / "models" / PREDICTOR_FILE
+    return Path(list(spec.submodule_search_locations)[0]) / "models"
+
+
+def predictor_path() -> Path:
+    """The 68-point shape predictor of face-recognition-models."""
+    path = dlib_models_dir() / PREDICTOR_FILE
     if not path.is_file():
         raise WeightsError(f"{path} is missing; reinstall it with "
                            "`pip install --force-reinstall face-recognition-models`")
@@ -171,8 +179,6 @@ class HogDetector:
 
     def __init__(self, *, upsample: int = 0, max_side: int = 640, region_face_px: int = 100,
                  region_margin: float = 0.5) -> None:
-        import dlib
-
         if upsample < 0:
             raise ConfigError(f"upsample must be >= 0, got {upsample}")
         if max_side < 80 or region_face_px < 80:
@@ -221,8 +227,6 @@ class HogDetector:
 @functools.lru_cache(maxsize=2)
 def _load_predictor(path: str, mtime_ns: int) -> Any:
     """The predictor file read once per process (100 MB, ~1.5 s); ``mtime_ns`` makes a changed file reload."""
-    import dlib
-
     try:
         return dlib.shape_predictor(path)
     except RuntimeError as exc:
@@ -240,8 +244,6 @@ class DlibDetector(HogDetector):
     name = "dlib"
 
     def __init__(self, *, fit_face_px: int = 400, predictor: str | Path | None = None, **hog: Any) -> None:
-        import dlib
-
         super().__init__(**hog)
         path = Path(predictor) if predictor is not None else predictor_path()
         if not path.is_file():
@@ -249,11 +251,10 @@ class DlibDetector(HogDetector):
                                f"{PREDICTOR_FILE}")
         self._predictor = _load_predictor(str(path.resolve()), path.stat().st_mtime_ns)
         self.fit_face_px = int(fit_face_px)
-        self._rect = dlib.rectangle
 
     def _predict(self, pixels: np.ndarray, box: np.ndarray) -> np.ndarray:
         x1, y1, x2, y2 = (int(round(v)) for v in box)
-        shape = self._predictor(pixels, self._rect(x1, y1, x2, y2))
+        shape = self._predictor(pixels, dlib.rectangle(x1, y1, x2, y2))
         return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
 
     def fit(self, image: np.ndarray, box: np.ndarray) -> np.ndarray:
@@ -277,21 +278,13 @@ class FanDetector(HogDetector):
 
     name = "fan"
 
-    def __init__(self, weights: Any = "fan-2dfan4", *, device: str = "cpu", **hog: Any) -> None:
-        import torch
-
-        from stylepuppet.landmarks.fan import FAN, load_fan
-
+    def __init__(self, weights: Any = DEFAULTS["fan"], *, device: str = "cpu", **hog: Any) -> None:
         super().__init__(**hog)
-        self._torch = torch
         self.device = torch.device(device)
         self.net = weights if isinstance(weights, FAN) else load_fan(weights, device=self.device)
         self.net = self.net.to(self.device).eval()
 
     def fit(self, image: np.ndarray, box: np.ndarray) -> np.ndarray:
-        from stylepuppet.landmarks.net import landmarks_in_image
-
-        torch = self._torch
         image = check_image(image)
         box = np.asarray(box, dtype=np.float64)
         # Only the framed square (plus a margin for resampling) goes to torch, not the whole frame.
@@ -337,6 +330,7 @@ __all__ = [
     "LandmarkDetector",
     "box_iou",
     "detect_image",
+    "dlib_models_dir",
     "make_detector",
     "predictor_path",
 ]

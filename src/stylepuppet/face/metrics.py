@@ -15,20 +15,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from stylepuppet.landmarks.scheme import GROUPS
-
-
-def eye_centres(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Centres of the subject's right eye (image left) and left eye (image right), [..., 2] each."""
-    points = np.asarray(points, dtype=np.float64)
-    right = points[..., GROUPS["right_eye"], :].mean(axis=-2)
-    left = points[..., GROUPS["left_eye"], :].mean(axis=-2)
-    return right, left
+from stylepuppet.landmarks.scheme import eye_centres
 
 
 def inter_ocular(points: np.ndarray) -> np.ndarray:
     """Distance between the two eye centres of landmark sets [..., 68, 2] -> [...]."""
-    right, left = eye_centres(points)
+    right, left = eye_centres(np.asarray(points, dtype=np.float64))
     return np.linalg.norm(left - right, axis=-1)
 
 

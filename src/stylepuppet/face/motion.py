@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from stylepuppet.landmarks.scheme import GROUPS, NUM_POINTS
+from stylepuppet.landmarks.scheme import GROUPS, NUM_POINTS, eye_centres
 
 Groups = Mapping[str, Sequence[int] | np.ndarray | range]
 
@@ -51,12 +51,6 @@ def similarity_fit(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, 
     return linear, mu_t - mu_s @ linear.T
 
 
-def _eye_centres(points: np.ndarray, groups: Groups) -> tuple[np.ndarray, np.ndarray]:
-    right = points[..., np.asarray(groups["right_eye"]), :].mean(axis=-2)
-    left = points[..., np.asarray(groups["left_eye"]), :].mean(axis=-2)
-    return right, left
-
-
 def mouth_opening(points: np.ndarray, groups: Groups = GROUPS) -> np.ndarray:
     """Height of the inner lip (top to bottom, y is down in upright faces) over the inter-ocular distance.
 
@@ -65,7 +59,7 @@ def mouth_opening(points: np.ndarray, groups: Groups = GROUPS) -> np.ndarray:
     """
     points = np.asarray(points, dtype=np.float64)
     inner = points[..., np.asarray(groups["inner_lip"]), 1]
-    right, left = _eye_centres(points, groups)
+    right, left = eye_centres(points, groups)
     return (inner.max(axis=-1) - inner.min(axis=-1)) / np.linalg.norm(left - right, axis=-1)
 
 
@@ -75,7 +69,7 @@ def asymmetry(points: np.ndarray, groups: Groups = GROUPS) -> np.ndarray:
     inter-ocular distance. points [..., P, 2] -> [...]."""
     points = np.asarray(points, dtype=np.float64)
     nose = points[..., _indices(groups, "nose_bridge", "lower_nose"), :].mean(axis=-2)
-    right, left = _eye_centres(points, groups)
+    right, left = eye_centres(points, groups)
     jaw = points[..., np.asarray(groups["jaw"]), :]
     order = np.argsort(jaw[..., 0], axis=-1)
     jaw_right = np.take_along_axis(jaw, order[..., :1, None], axis=-2)[..., 0, :]

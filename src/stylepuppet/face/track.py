@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from stylepuppet import atomic
 from stylepuppet.errors import MediaError, NoFaceError
@@ -23,6 +24,9 @@ from stylepuppet.face import metrics
 from stylepuppet.face.align import AlignedCrop, align_crop, ffhq_quad, quad_transform, to_aligned
 from stylepuppet.face.detect import Box, Face, LandmarkDetector, box_centre, box_iou, box_width, make_detector
 from stylepuppet.face.smoothing import SmoothingSettings, as_settings, smooth_track
+from stylepuppet.images import draw_points
+from stylepuppet.landmarks.scheme import OUTLINES
+from stylepuppet.video import VideoWriter, open_frames
 
 DEFAULT_SMOOTHING = SmoothingSettings()
 
@@ -183,6 +187,13 @@ class FaceTrack:
                 f"jitter {self.jitter_raw:.4f} -> {self.jitter:.4f} ({self.jitter_cut:.1f}x less), "
                 f"lag {self.lag:.4f}")
 
+    def first(self, count: int) -> FaceTrack:
+        """The track of its first ``count`` frames (all of it when it is no longer)."""
+        if self.num_frames <= count:
+            return self
+        return replace(self, landmarks_raw=self.landmarks_raw[:count], detected=self.detected[:count],
+                                   landmarks=self.landmarks[:count], quads=self.quads[:count])
+
     def transforms(self, size: int) -> np.ndarray:
         """Per-frame 3x3 maps [T, 3, 3] from source pixels to ``size``² aligned-crop pixels."""
         return quad_transform(self.quads, size)
@@ -264,10 +275,6 @@ def track_video(source: str | os.PathLike[str], detector: LandmarkDetector | Non
     (:meth:`SmoothingSettings.from_strength`). Raises NoFaceError when no frame holds a face,
     MediaError for unreadable input.
     """
-    from tqdm import tqdm
-
-    from stylepuppet.video import open_frames
-
     settings = as_settings(smooth)
     follower = FaceFollower(detector if detector is not None else make_detector(backend))
     points: list[np.ndarray] = []
@@ -290,18 +297,39 @@ def track_video(source: str | os.PathLike[str], detector: LandmarkDetector | Non
     return build_track(np.stack(points), detected, fps, size, settings)
 
 
-def aligned_frames(source: str | os.PathLike[str], track: FaceTrack, size: int, *,
-                   start: int = 0) -> Iterator[AlignedCrop]:
-    """Stream the aligned crops of a tracked video (from frame ``start``, as tracked) with its smoothed quads."""
-    from stylepuppet.video import open_frames
+def aligned_frames(source: str | os.PathLike[str], quads: np.ndarray, size: int, *, start: int = 0,
+                   video_size: tuple[int, int] | None = None) -> Iterator[AlignedCrop]:
+    """Stream the frames of ``source`` from ``start`` on, frame ``start + t`` aligned by ``quads[t]`` to ``size``².
 
-    with open_frames(source, start=start, max_frames=track.num_frames) as frames:
-        if frames.size != track.size:
+    MediaError when the video's dimensions are not ``video_size`` (those of the video a track was made
+    on, when given) or when it ends before the quads do.
+    """
+    with open_frames(source, start=start, max_frames=len(quads)) as frames:
+        if video_size is not None and frames.size != tuple(video_size):
             raise MediaError(f"{source} is {frames.size[0]}x{frames.size[1]} but the track was made on a "
-                             f"{track.size[0]}x{track.size[1]} video; track this video first")
+                             f"{video_size[0]}x{video_size[1]} video; track this video first")
         count = 0
-        for frame, quad in zip(frames, track.quads):
-            yield align_crop(frame, quad.astype(np.float64), size)
+        for frame, quad in zip(frames, quads):
+            yield align_crop(frame, quad, size)
             count += 1
-    if count < track.num_frames:
-        raise MediaError(f"{source} has {count} frames but the track has {track.num_frames}; track this video first")
+    if count < len(quads):
+        raise MediaError(f"{source} has {count} frames from frame {start} but the track has {len(quads)}; "
+                         "track this video first")
+
+
+def write_preview(source: str | os.PathLike[str], track: FaceTrack, size: int, path: str | os.PathLike[str], *,
+                  progress: bool = False) -> None:
+    """An mp4 of the aligned crops with the smoothed landmarks drawn (green) over the raw ones (red, detected
+    frames), with the video's audio; for viewing a track."""
+    with open_frames(source) as frames:
+        audio = frames.audio_source
+    smoothed = track.aligned_landmarks(size)
+    raw = to_aligned(np.nan_to_num(track.landmarks_raw), track.quads, size)
+    with VideoWriter(path, track.fps, audio_from=audio) as writer:
+        crops = aligned_frames(source, track.quads, size, video_size=track.size)
+        for t, crop in enumerate(tqdm(crops, total=track.num_frames, disable=not progress, unit="frame",
+                                      desc="preview", leave=False)):
+            image = crop.image
+            if track.detected[t]:
+                image = draw_points(image, raw[t], colour=(255, 64, 64), radius=1.0)
+            writer.write(draw_points(image, smoothed[t], lines=OUTLINES))

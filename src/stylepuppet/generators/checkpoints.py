@@ -1,10 +1,10 @@
 """Read and write StyleGAN2 generator weights without ever executing anything from a file.
 
-Three formats, recognised by their first bytes (never by the file name):
+Three formats (:mod:`stylepuppet.generators.loader` tells them apart by content, never by the file name):
 
 * NVIDIA network pickles (stylegan2-ada-pytorch, and the StyleGAN2 pickles of the stylegan3
   repository). NVIDIA's loader ``exec``s the Python source embedded in the file. Ours unpickles
-  with an allow-list of globals (:func:`safe_unpickle`): the persistence hook is replaced by a
+  with an allow-list of globals (:data:`NETWORK_PICKLE`): the persistence hook is replaced by a
   function that only keeps the pickled ``meta`` dict (class name and ``__dict__``), tensors are
   rebuilt by our own functions from storages that ``torch.load(weights_only=True)`` decodes, and
   any other global raises :class:`UnsafePickleError` naming it. The generator is rebuilt from its
@@ -22,78 +22,44 @@ unsupported network variant) raises :class:`WeightsError` with a one-line messag
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import io
 import json
 import math
 import os
-import pickle
-import re
-import struct
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
+import safetensors
+import safetensors.torch
 import torch
 from torch import Tensor
 
-from stylepuppet import atomic
-from stylepuppet.errors import (
-    ConfigError,
-    StylePuppetError,
-    UnsafePickleError,
-    WeightsError,
-)
+from stylepuppet import atomic, safe_pickle
+from stylepuppet.errors import ConfigError, StylePuppetError, WeightsError
 from stylepuppet.generators.stylegan2 import DEFAULT_FILTER, Generator, setup_filter
+from stylepuppet.safe_pickle import AllowList, one_line, shared
 
 FORMAT = "stylepuppet.stylegan2"
 FORMAT_VERSION = 1
 WHICH = ("G_ema", "G")
 
-_ZIP_MAGIC = b"PK\x03\x04"
-#: A legacy (non-zip) ``torch.save`` file starts with the pickled magic number 0x1950a86a20f9469cfc6c.
-_LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
 _ROSINALITY_KEYS = {"G_ema": "g_ema", "G": "g"}
 _GENERATOR_ARGS = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "mapping_kwargs", "synthesis_kwargs")
 
 
-# ---------------------------------------------------------------------------------------------- public API
-
-
-def load_generator_file(path: str | os.PathLike[str], *, which: str = "G_ema",
-                        device: str | torch.device = "cpu") -> Generator:
-    """A generator from an NVIDIA pickle, a rosinality checkpoint or our safetensors file, in eval mode.
-
-    ``which`` picks ``G_ema`` (the averaged weights meant for inference) or the raw ``G`` of a
-    pickle (rosinality: ``g_ema`` / ``g``); our format holds one generator and ignores it.
-    Parameters come back with ``requires_grad=False``, as in NVIDIA's snapshots.
-    """
-    if which not in WHICH:
-        raise ConfigError(f"which must be one of {', '.join(WHICH)}, got {which!r}")
-    path = Path(path)
-    kind = detect_format(path)
-    if kind == "safetensors":
-        G = _read_ours(path)
-    elif kind == "nvidia-pickle":
-        G = _load_nvidia(path, which)
-    else:
-        kwargs, state = read_rosinality(path, which)
-        G = _build(path, which, kwargs, state)
-    return G.to(device).eval().requires_grad_(False)
+# ---------------------------------------------------------------------------------------------- writing
 
 
 def save_generator(G: Generator, path: str | os.PathLike[str], *, source: str | None = None,
                    which: str | None = None) -> Path:
     """Write ``G`` in our format (safetensors; config, format version, source and which in its header), atomically."""
     if not isinstance(G, Generator):
-        raise TypeError(f"save_generator needs a stylepuppet Generator, got {type(G).__name__}")
+        raise WeightsError(f"only StyleGAN2 generators can be written in stylepuppet's format, not a "
+                           f"{type(G).__name__}")
     path = Path(path)
-    from safetensors.torch import save_file
-
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in G.state_dict().items()}
     metadata = {"format": FORMAT, "format_version": str(FORMAT_VERSION),
                 "config": json.dumps(G.init_kwargs, sort_keys=True)}
@@ -102,35 +68,8 @@ def save_generator(G: Generator, path: str | os.PathLike[str], *, source: str | 
     if which is not None:
         metadata["which"] = which
     with atomic.replacing(path, ".safetensors") as temp:
-        save_file(tensors, str(temp), metadata=metadata)
+        safetensors.torch.save_file(tensors, str(temp), metadata=metadata)
     return path
-
-
-def convert_generator(src: str | os.PathLike[str], dst: str | os.PathLike[str], which: str = "G_ema") -> Path:
-    """Read any supported generator file and write it in our format (``stylepuppet weights convert IN OUT``)."""
-    G = load_generator_file(src, which=which)
-    return save_generator(G, dst, source=Path(src).name, which=which)
-
-
-def detect_format(path: Path) -> str:
-    """"nvidia-pickle", "torch" (zip or legacy ``torch.save``) or "safetensors", from the file's first bytes."""
-    if not path.exists():
-        raise WeightsError(f"{path} does not exist; check the path or fetch the weights first")
-    if not path.is_file():
-        raise WeightsError(f"{path} is not a file; give the path of a weights file")
-    size = path.stat().st_size
-    if size == 0:
-        raise WeightsError(f"{path} is empty (0 bytes); download or copy it again")
-    with open(path, "rb") as f:
-        head = f.read(16)
-    if head.startswith((_ZIP_MAGIC, _LEGACY_TORCH_MAGIC)):
-        return "torch"
-    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
-        return "nvidia-pickle"
-    if len(head) >= 9 and head[8:9] == b"{" and 0 < struct.unpack("<Q", head[:8])[0] <= size - 8:
-        return "safetensors"
-    raise WeightsError(f"{path} is not a generator weights file (neither an NVIDIA network pickle, a torch checkpoint "
-                       f"nor a safetensors file; it starts with {head[:8]!r}); check that the right file was given")
 
 
 # ---------------------------------------------------------------------------------------------- safe unpickling
@@ -183,12 +122,9 @@ def _load_storage(data: Any) -> _Storage:
     """``torch.storage._load_from_bytes``: the bytes are a legacy ``torch.save`` of one storage."""
     if not isinstance(data, (bytes, bytearray)):
         raise WeightsError("a tensor storage in the pickle is not a byte string; the file is corrupted")
+    storage = safe_pickle.torch_load(bytes(data), what="a tensor storage in the pickle")
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            storage = torch.load(io.BytesIO(bytes(data)), map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any failure of torch's reader means a damaged blob
-            raise _torch_load_error("a tensor storage in the pickle", exc) from None
+        warnings.simplefilter("ignore")  # TypedStorage deprecation
         if isinstance(storage, torch.TypedStorage):
             return _Storage(storage.dtype, storage.untyped(), storage.size())
     if isinstance(storage, torch.UntypedStorage):
@@ -237,64 +173,29 @@ def _numpy_scalar(dtype: Any, data: Any = None) -> Any:
 
 
 #: Every global an NVIDIA network pickle may name, mapped to what stands in for it.
-ALLOWED_GLOBALS: dict[tuple[str, str], Callable[..., Any]] = {
-    ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent_obj,
-    ("dnnlib.util", "EasyDict"): EasyDict,
-    ("dnnlib", "EasyDict"): EasyDict,
-    ("collections", "OrderedDict"): OrderedDict,
-    ("builtins", "set"): set,
-    ("builtins", "frozenset"): frozenset,
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-    ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
-    ("torch.storage", "_load_from_bytes"): _load_storage,
-    ("numpy", "dtype"): _numpy_dtype,
-    ("numpy.core.multiarray", "scalar"): _numpy_scalar,
-    ("numpy._core.multiarray", "scalar"): _numpy_scalar,
-}
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    def __init__(self, file: BinaryIO, source: str) -> None:
-        super().__init__(file)
-        self.source = source
-
-    def find_class(self, module: str, name: str) -> Any:
-        if module == "__builtin__":  # protocol 2 pickles written by Python 2 naming
-            module = "builtins"
-        found = ALLOWED_GLOBALS.get((module, name))
-        if found is None:
-            raise UnsafePickleError(f"{self.source}: refused to load: the pickle calls {_one_line(module)}."
-                                    f"{_one_line(name)}, which is not allowed in a network pickle (nothing from the "
-                                    f"file was run); only load weights from a source you trust")
-        return found
-
-    def persistent_load(self, pid: Any) -> Any:
-        raise UnsafePickleError(f"{self.source}: refused to load: the pickle uses persistent ids, which network "
-                                f"pickles never do (nothing from the file was run)")
-
-
-def safe_unpickle(file: BinaryIO, *, source: str = "pickle") -> Any:
-    """Unpickle an NVIDIA network pickle with the allow-list :data:`ALLOWED_GLOBALS`; nothing from it is executed.
-
-    Persistent modules come back as :class:`PersistentObject`, tensors as plain CPU tensors.
-    Raises :class:`UnsafePickleError` for any other global, :class:`WeightsError` for a damaged file.
-    """
-    try:
-        return _RestrictedUnpickler(file, source).load()
-    except WeightsError as exc:  # raised by the allow-listed functions: say which file
-        if str(exc).startswith(source):
-            raise
-        raise type(exc)(f"{source}: {exc}") from None
-    except Exception as exc:  # noqa: BLE001 - pickle raises many types for damaged data
-        raise WeightsError(f"{source} is not a readable network pickle ({_one_line(exc)}); the file is truncated "
-                           f"or corrupted, download it again") from None
+NETWORK_PICKLE = AllowList("network pickle", {
+    ("torch_utils.persistence", "_reconstruct_persistent_obj"): shared(_reconstruct_persistent_obj),
+    ("dnnlib.util", "EasyDict"): shared(EasyDict),
+    ("dnnlib", "EasyDict"): shared(EasyDict),
+    ("collections", "OrderedDict"): shared(OrderedDict),
+    ("builtins", "set"): shared(set),
+    ("builtins", "frozenset"): shared(frozenset),
+    ("torch._utils", "_rebuild_tensor_v2"): shared(_rebuild_tensor),
+    ("torch._utils", "_rebuild_parameter"): shared(_rebuild_parameter),
+    ("torch._utils", "_rebuild_parameter_with_state"): shared(_rebuild_parameter),
+    ("torch.storage", "_load_from_bytes"): shared(_load_storage),
+    ("numpy", "dtype"): shared(_numpy_dtype),
+    ("numpy.core.multiarray", "scalar"): shared(_numpy_scalar),
+    ("numpy._core.multiarray", "scalar"): shared(_numpy_scalar),
+})
 
 
 # ---------------------------------------------------------------------------------------------- NVIDIA pickles
 
 
-def _load_nvidia(path: Path, which: str) -> Generator:
+def read_nvidia(path: Path, which: str = "G_ema") -> Generator:
+    """The ``which`` generator (``G_ema`` or ``G``) of an NVIDIA network pickle, rebuilt as ours (nothing is run)."""
+    _check_which(which)
     net = read_nvidia_pickle(path, which)
     try:
         kwargs, state = nvidia_generator_kwargs(net, path), nvidia_state_dict(net)
@@ -302,21 +203,21 @@ def _load_nvidia(path: Path, which: str) -> Generator:
         _check_attributes(net, G, f"{which} in {path}")
     except StylePuppetError:
         raise
-    except Exception as exc:  # noqa: BLE001 - a structure no real pickle has (e.g. a tensor for a number)
-        raise WeightsError(f"{which} in {path} is a malformed network pickle ({_one_line(exc)})") from None
+    except Exception as exc:
+        raise WeightsError(f"{which} in {path} is a malformed network pickle ({one_line(exc)})") from None
     return G
 
 
 def read_nvidia_pickle(path: Path, which: str = "G_ema") -> PersistentObject:
     """The pickled (never executed) ``which`` Generator of an NVIDIA network pickle."""
     with open(path, "rb") as f:
-        top = safe_unpickle(f, source=str(path))
+        top = safe_pickle.load(f, NETWORK_PICKLE, source=str(path))
     if isinstance(top, PersistentObject):
         net = top
     elif isinstance(top, dict):
         net = top.get(which)
         if net is None:
-            keys = ", ".join(_one_line(k, 40) for k in list(top)[:8]) or "nothing"
+            keys = ", ".join(one_line(k, 40) for k in list(top)[:8]) or "nothing"
             raise WeightsError(f"{path} has no {which!r} network (it holds: {keys}); give a generator pickle "
                                f"(NVIDIA training snapshots hold G and G_ema)")
     else:
@@ -371,8 +272,8 @@ def nvidia_generator_kwargs(net: PersistentObject, path: Path | str = "pickle") 
     if not all(c is None or isinstance(c, (int, float)) for c in clamps):
         raise WeightsError(f"the layers of the Generator in {path} have a malformed conv_clamp; the file is corrupted")
     if len(clamps) > 1:
-        raise WeightsError(f"the layers of the Generator in {path} use different conv_clamp values {sorted(map(str, clamps))}; "
-                           f"this variant is not supported")
+        raise WeightsError(f"the layers of the Generator in {path} use different conv_clamp values "
+                           f"{sorted(map(str, clamps))}; this variant is not supported")
     if clamps:
         synthesis["conv_clamp"] = clamps.pop()
     out["synthesis_kwargs"] = synthesis
@@ -451,27 +352,29 @@ def _plain(value: Any) -> Any:
 # ---------------------------------------------------------------------------------------------- rosinality
 
 
-def read_rosinality(path: Path, which: str = "G_ema") -> tuple[dict[str, Any], dict[str, Tensor]]:
-    """(Generator kwargs, state dict in NVIDIA's names) from a rosinality stylegan2-pytorch checkpoint."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            with _torch_safe_globals(argparse.Namespace):  # the training script stores its command-line args
-                ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - torch.load raises many types for damaged files
-            raise _torch_load_error(str(path), exc) from None
-    if isinstance(ckpt, dict) and "style.1.weight" in ckpt:
-        state, latent_avg = ckpt, None  # a bare generator state dict
-    elif isinstance(ckpt, dict) and isinstance(ckpt.get(_ROSINALITY_KEYS[which]), dict):
-        state, latent_avg = ckpt[_ROSINALITY_KEYS[which]], ckpt.get("latent_avg")
+def is_rosinality(content: Any) -> bool:
+    """Whether a torch file's content is a rosinality checkpoint (``g_ema`` / ``g``) or a bare generator state dict."""
+    return isinstance(content, dict) and ("style.1.weight" in content
+                                          or any(isinstance(content.get(k), dict) for k in _ROSINALITY_KEYS.values()))
+
+
+def read_rosinality(content: Any, path: Path, which: str = "G_ema") -> Generator:
+    """The ``which`` generator (``g_ema`` / ``g``) of a rosinality stylegan2-pytorch checkpoint (``content``: the
+    file ``path`` as read by :func:`stylepuppet.safe_pickle.torch_load`), rebuilt in NVIDIA's layout."""
+    _check_which(which)
+    if isinstance(content, dict) and "style.1.weight" in content:
+        state, latent_avg = content, None  # a bare generator state dict
+    elif isinstance(content, dict) and isinstance(content.get(_ROSINALITY_KEYS[which]), dict):
+        state, latent_avg = content[_ROSINALITY_KEYS[which]], content.get("latent_avg")
     else:
-        keys = ", ".join(map(str, list(ckpt)[:8])) if isinstance(ckpt, dict) else type(ckpt).__name__
+        keys = ", ".join(map(str, list(content)[:8])) if isinstance(content, dict) else type(content).__name__
         raise WeightsError(f"{path} is a torch file without a rosinality {_ROSINALITY_KEYS[which]!r} generator "
                            f"(it holds: {keys or 'nothing'}); give a StyleGAN2 generator checkpoint")
     try:
-        return rosinality_to_nvidia(state, latent_avg)
+        kwargs, state = rosinality_to_nvidia(state, latent_avg)
     except WeightsError as exc:
         raise WeightsError(f"{path}: {exc}") from None
+    return _build(path, which, kwargs, state)
 
 
 def rosinality_to_nvidia(state: dict[str, Any], latent_avg: Tensor | None = None
@@ -559,7 +462,8 @@ def rosinality_to_nvidia(state: dict[str, Any], latent_avg: Tensor | None = None
                 _check_blur_kernel(take(key), key)
     leftover = sorted(set(tensors) - used)
     if leftover:
-        raise WeightsError(f"the rosinality state dict has entries this reader does not know: {', '.join(leftover[:5])}")
+        raise WeightsError(f"the rosinality state dict has entries this reader does not know: "
+                           f"{', '.join(leftover[:5])}")
     for res in [4] + [8 * 2 ** i for i in range(num_up)]:  # constants that rosinality keeps elsewhere
         names = ["", "conv1."] if res == 4 else ["", "conv0.", "conv1."]
         out.update({f"synthesis.b{res}.{name}resample_filter": setup_filter(DEFAULT_FILTER) for name in names})
@@ -584,24 +488,22 @@ def _check_blur_kernel(kernel: Tensor, key: str) -> None:
         raise WeightsError(f"{key} is not the [1,3,3,1] blur kernel; other blur kernels are not supported")
 
 
-def _torch_safe_globals(*classes: type) -> contextlib.AbstractContextManager[Any]:
-    """Allow extra plain classes in ``torch.load(weights_only=True)`` (torch >= 2.5; older torch refuses them)."""
-    factory = getattr(torch.serialization, "safe_globals", None)
-    return factory(list(classes)) if factory is not None else contextlib.nullcontext()
-
-
 # ---------------------------------------------------------------------------------------------- our format
 
 
-def _read_ours(path: Path) -> Generator:
-    from safetensors import safe_open
+def is_ours(head: bytes, size: int) -> bool:
+    """Whether a file's first bytes (and its size) are those of a safetensors file (a JSON header after its length)."""
+    return len(head) >= 9 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little") <= size - 8
 
+
+def read_ours(path: Path) -> Generator:
+    """A generator written by :func:`save_generator`."""
     try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
+        with safetensors.safe_open(str(path), framework="pt", device="cpu") as f:
             meta = f.metadata() or {}
             state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open is not iterable
-    except Exception as exc:  # noqa: BLE001 - safetensors raises its own and OS errors
-        raise WeightsError(f"{path} is not a readable safetensors file ({_one_line(exc)}); the file is truncated or "
+    except Exception as exc:
+        raise WeightsError(f"{path} is not a readable safetensors file ({one_line(exc)}); the file is truncated or "
                            f"corrupted, write or download it again") from None
     if meta.get("format") != FORMAT:
         raise WeightsError(f"{path} is a safetensors file but not a stylepuppet generator (no {FORMAT!r} metadata); "
@@ -628,7 +530,7 @@ def _build(path: Path, which: str, kwargs: dict[str, Any], state: dict[str, Tens
     try:
         G = Generator(**kwargs)
     except (ConfigError, TypeError) as exc:
-        raise WeightsError(f"{where} has a generator config we cannot build ({_one_line(exc)})") from None
+        raise WeightsError(f"{where} has a generator config we cannot build ({one_line(exc)})") from None
     expected = G.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -648,21 +550,6 @@ def _build(path: Path, which: str, kwargs: dict[str, Any], state: dict[str, Tens
     return G
 
 
-def _torch_load_error(what: str, exc: Exception) -> WeightsError:
-    """One-line error for a failed ``torch.load(weights_only=True)``; names a refused global when that was the cause."""
-    refused = re.search(r"GLOBAL ([\w.]+)", str(exc))
-    if refused:
-        return UnsafePickleError(f"{what}: refused to load: it calls {refused.group(1)}, which is not allowed in "
-                                 f"weights (nothing from the file was run); only load weights from a source you trust")
-    unpickler = re.search(r"WeightsUnpickler error: ([^\n]*)", str(exc))
-    # the rest of torch's weights_only message advises disabling the check: never pass that on
-    lines = [line for line in str(exc).splitlines() if line.strip()
-             and not any(word in line.lower() for word in ("weights only", "weights_only", "documentation"))]
-    first = unpickler.group(1) if unpickler else (lines or [type(exc).__name__])[0]
-    return WeightsError(f"{what} is not a readable torch file ({_one_line(first)}); the file is truncated, corrupted "
-                        f"or not plain weights")
-
-
 def _check_no_hooks(hooks: Any) -> None:
     if hooks is not None and (not isinstance(hooks, dict) or len(hooks) > 0):
         raise WeightsError("a tensor in the pickle carries backward hooks; network pickles never do")
@@ -676,8 +563,6 @@ def _is_index_tuple(value: Any) -> bool:
     return isinstance(value, (tuple, list)) and all(_is_index(v) for v in value)
 
 
-def _one_line(value: Any, limit: int = 160) -> str:
-    text = " ".join(str(value).split()) or type(value).__name__
-    if isinstance(value, BaseException) and type(value).__name__ not in text:
-        text = f"{type(value).__name__}: {text}"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+def _check_which(which: str) -> None:
+    if which not in WHICH:
+        raise ConfigError(f"which must be one of {', '.join(WHICH)}, got {which!r}")

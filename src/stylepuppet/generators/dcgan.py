@@ -16,12 +16,11 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from stylepuppet.errors import WeightsError
+from stylepuppet.errors import ConfigError, WeightsError
 
 #: Where other checkpoints nest the generator's state dict (the gan-face-generate package's file).
 _NESTED_KEYS = ("netG_state_dict", "state_dict")
@@ -106,6 +105,8 @@ def detect_layout(state: Mapping[str, object]) -> DCGANLayout | None:
 class DCGANGenerator(nn.Module):
     """The DCGAN-tutorial generator (``main`` Sequential, module indices as in the tutorial)."""
 
+    c_dim = 0  # no class labels
+
     def __init__(self, layout: DCGANLayout) -> None:
         super().__init__()
         self.layout = layout
@@ -121,8 +122,20 @@ class DCGANGenerator(nn.Module):
         layers.append(nn.Tanh())
         self.main = nn.Sequential(*layers)
 
-    def forward(self, z: Tensor) -> Tensor:
-        """Images [N, C, R, R] in [-1, 1] from z [N, z_dim]."""
+    @property
+    def z_dim(self) -> int:
+        return self.layout.z_dim
+
+    @property
+    def img_resolution(self) -> int:
+        return self.layout.img_resolution
+
+    def forward(self, z: Tensor, c: Tensor | None = None, truncation_psi: float = 1.0,
+                noise_mode: str = "const") -> Tensor:
+        """Images [N, C, R, R] in [-1, 1] from z [N, z_dim], called as a StyleGAN2 generator is (it has no class
+        labels and no noise; the Gaussian prior's mean, z = 0, is no face to truncate towards)."""
+        if truncation_psi != 1:
+            raise ConfigError("a DCGAN generator has no truncation (its prior's mean is no face); use psi 1")
         return self.main(z.reshape(z.shape[0], -1, 1, 1))
 
 
@@ -186,8 +199,8 @@ def is_dcgan_state_dict(state: object) -> bool:
     return isinstance(state, Mapping) and detect_layout(state) is not None
 
 
-def dcgan_from_state_dict(state: Mapping[str, object], seed: int = 0) -> DCGANLatents:
-    """Build the adapter from a state dict; WeightsError if it matches no known layout."""
+def dcgan_generator(state: Mapping[str, object]) -> DCGANGenerator:
+    """The generator a DCGAN-tutorial state dict describes, loaded strictly; WeightsError if it matches no layout."""
     layout = detect_layout(state)
     if layout is None:
         keys = ", ".join(list(_unwrap(state))[:4]) or "no tensors"
@@ -199,19 +212,4 @@ def dcgan_from_state_dict(state: Mapping[str, object], seed: int = 0) -> DCGANLa
         if key.endswith("num_batches_tracked"):
             tensors.setdefault(key, value)
     G.load_state_dict(tensors, strict=True)
-    return DCGANLatents(G, seed=seed)
-
-
-def load_dcgan(path: str | Path, seed: int = 0) -> DCGANLatents:
-    """Load a DCGAN-tutorial generator state dict saved with ``torch.save`` (read with weights_only, no code runs)."""
-    path = Path(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise WeightsError(f"generator file not found: {path}") from None
-    except Exception as exc:  # torch raises many types for non-tensor pickles and corrupt files
-        raise WeightsError(f"cannot read {path} as a tensor-only PyTorch state dict ({type(exc).__name__}); "
-                           "give a .pt saved with torch.save(G.state_dict())") from None
-    if not isinstance(state, Mapping):
-        raise WeightsError(f"{path} holds a {type(state).__name__}, not a state dict")
-    return dcgan_from_state_dict(state, seed=seed)
+    return G.eval()

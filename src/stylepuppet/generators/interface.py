@@ -1,4 +1,5 @@
-"""The small generator interface the animation engine talks to.
+"""The two faces of a generator: the network as loaded (:class:`ImageGenerator`) and the small
+interface the animation engine talks to (:class:`LatentGenerator`).
 
 The engine never reaches into a network: it asks for the latent shape, a starting latent, a
 render, the noise buffers it may optimise or freeze, and how to keep a latent on the prior's
@@ -44,4 +45,19 @@ class LatentGenerator(Protocol):
 
     def constrain(self, latents: Tensor) -> Tensor:
         """Map latents back onto the prior's support after an optimiser step (identity for W)."""
+        ...
+
+
+@runtime_checkable
+class ImageGenerator(Protocol):
+    """A generator network as :func:`stylepuppet.load_generator` returns it: called like NVIDIA's
+    StyleGAN2, ``G(z [N, z_dim], c [N, c_dim], truncation_psi=1, noise_mode="const")`` -> images
+    [N, 3, R, R] in about [-1, 1] (generators without labels, truncation or noise accept the defaults)."""
+
+    z_dim: int
+    c_dim: int
+    img_resolution: int
+
+    def __call__(self, z: Tensor, c: Tensor | None = None, truncation_psi: float = 1.0,
+                 noise_mode: str = "const") -> Tensor:
         ...

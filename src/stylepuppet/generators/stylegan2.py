@@ -276,7 +276,8 @@ class SynthesisLayer(nn.Module):
         styles = self.affine(w)
         noise = None
         if self.use_noise and noise_mode == "random":
-            noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device) * self.noise_strength
+            shape = [x.shape[0], 1, self.resolution, self.resolution]
+            noise = torch.randn(shape, device=x.device) * self.noise_strength
         elif self.use_noise and noise_mode == "const":
             noise = self.noise_const * self.noise_strength
         x = modulated_conv2d(x, self.weight, styles, up=self.up, padding=self.padding,
@@ -408,6 +409,26 @@ class Generator(nn.Module):
                 noise_mode: str = "const", force_fp32: bool = True) -> Tensor:
         ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
         return self.synthesis(ws, noise_mode=noise_mode, force_fp32=force_fp32)
+
+
+def untrained_stylegan2(size: str = "tiny", resolution: int = 256) -> Generator:
+    """A randomly initialised generator for offline runs: ``tiny`` (64², w_dim 32, 2 mapping layers) or the
+    paper256 / config-F widths at ``resolution``; the caller seeds the RNG. Noise strengths are set to 0.1
+    (NVIDIA initialises them to 0, which would make the noise inputs, and their handling, invisible)."""
+    if size == "tiny":
+        G = Generator(z_dim=32, c_dim=0, w_dim=32, img_resolution=64, mapping_kwargs={"num_layers": 2},
+                      synthesis_kwargs={"channel_base": 1024, "channel_max": 32})
+    elif size == "full":
+        base = 16384 if resolution <= 256 else 32768
+        G = Generator(z_dim=512, c_dim=0, w_dim=512, img_resolution=resolution,
+                      mapping_kwargs={"num_layers": 8}, synthesis_kwargs={"channel_base": base, "channel_max": 512})
+    else:
+        raise ValueError(f"size must be 'tiny' or 'full', got {size!r}")
+    with torch.no_grad():
+        for name, p in G.named_parameters():
+            if name.endswith("noise_strength"):
+                p.fill_(0.1)
+    return G
 
 
 # ---------------------------------------------------------------------------------------------- config

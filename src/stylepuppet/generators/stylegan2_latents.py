@@ -9,13 +9,13 @@ optimising or freezing exactly what every render uses.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from stylepuppet.generators.stylegan2 import Generator
+from stylepuppet.generators.latent_stats import latent_stats
+from stylepuppet.generators.stylegan2 import Generator
 
 SPACES = ("w", "w+")
 
@@ -43,8 +43,6 @@ class StyleGAN2Latents:
     @property
     def stats(self) -> Any:
         if self._stats is None:
-            from stylepuppet.generators.latent_stats import latent_stats
-
             self._stats = latent_stats(self.G)
         return self._stats
 

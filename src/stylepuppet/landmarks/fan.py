@@ -24,10 +24,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from stylepuppet import weights
 from stylepuppet.errors import WeightsError
-from stylepuppet.landmarks.scheme import GROUPS, MIRROR
-from stylepuppet.landmarks.framing import fan_framing
+from stylepuppet.landmarks.framing import fan_framing, resize_points
 from stylepuppet.landmarks.net import LandmarkNet, LandmarkOutput
+from stylepuppet.landmarks.scheme import GROUPS, MIRROR
 
 INPUT_SIZE = 256
 HEATMAP_SIZE = 64
@@ -167,12 +168,12 @@ class FAN(LandmarkNet):
 
 def heatmap_to_crop(points: Tensor, heatmap_size: int = HEATMAP_SIZE, crop_size: int = INPUT_SIZE) -> Tensor:
     """Heat-map pixel coordinates -> crop pixel coordinates (pixel centres at integers on both grids)."""
-    return (points + 0.5) * (crop_size / heatmap_size) - 0.5
+    return resize_points(points, heatmap_size, crop_size)
 
 
 def crop_to_heatmap(points: Tensor, heatmap_size: int = HEATMAP_SIZE, crop_size: int = INPUT_SIZE) -> Tensor:
     """Inverse of :func:`heatmap_to_crop`."""
-    return (points + 0.5) * (heatmap_size / crop_size) - 0.5
+    return resize_points(points, crop_size, heatmap_size)
 
 
 def soft_argmax(heatmaps: Tensor, temperature: float = SOFT_ARGMAX_TEMPERATURE,
@@ -307,8 +308,6 @@ def load_fan(source: str | Path, device: str | torch.device = "cpu") -> FAN:
     """
     path = Path(source)
     if not path.is_file():
-        from stylepuppet import weights
-
         path = weights.resolve(str(source), kind="fan")
     check_name_hash(path)
     try:

@@ -73,6 +73,12 @@ def crop_to_image(points: Tensor, centre: Tensor, side: Tensor, size: int) -> Te
     return (points - (size / 2 - 0.5)) * scale + centre[:, None, :]
 
 
+def resize_points(points: Tensor, from_size: int, to_size: int) -> Tensor:
+    """Points in the pixels of one square grid -> the pixels of the same square sampled at ``to_size``
+    (pixel centres at integers on both grids; e.g. crop pixels -> heat-map pixels)."""
+    return (points + 0.5) * (to_size / from_size) - 0.5
+
+
 def fan_framing(box: Tensor) -> tuple[Tensor, Tensor]:
     """face-alignment's framing of a face box [N,4] (x1,y1,x2,y2): centre (shifted up 0.12 h) and side.
 

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from stylepuppet import weights
 from stylepuppet.errors import WeightsError
 from stylepuppet.landmarks.net import LandmarkNet, LandmarkOutput
 from stylepuppet.landmarks.tflite_graph import Graph, GraphBuilder, TFLiteModule, load_graph
@@ -189,8 +190,6 @@ def load_mesh(source: str | Path, device: str | torch.device = "cpu") -> FaceMes
     (``mediapipe-face-landmark``), in eval mode."""
     path = Path(source)
     if not path.is_file():
-        from stylepuppet import weights
-
         path = weights.resolve(str(source), kind="mesh")
     graph = load_graph(path)
     try:

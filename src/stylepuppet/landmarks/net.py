@@ -8,6 +8,7 @@ the same differentiable crop out of a driving frame and out of G(w) whichever ne
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +16,9 @@ import torch
 from torch import Tensor, nn
 
 from stylepuppet.landmarks.framing import crop_square, crop_to_image, jitter_framing
+
+#: Renders heat maps [N, P, h, h] from points [N, P, 2] given in heat-map pixels (FAN's target maps).
+HeatmapRenderer = Callable[[Tensor, int], Tensor]
 
 
 @dataclass
@@ -59,28 +63,50 @@ class LandmarkNet(nn.Module):
             raise ValueError(f"{type(self).__name__} expects crops [N, 3, {s}, {s}], got {tuple(crops.shape)}")
 
 
+def read_points(net: LandmarkNet, images01: Tensor, centre: Tensor, side: Tensor) -> Tensor:
+    """The net's landmarks [N, P, 2] of images [N, 3, H, W] in [0, 1] framed at ``centre`` [N, 2] / ``side`` [N],
+    in image pixels (differentiable w.r.t. the images)."""
+    size = int(net.input_size)
+    out = net(crop_square(images01, centre, side, size))
+    return crop_to_image(out.points, centre, side, size)
+
+
+def jittered_points(net: LandmarkNet, images01: Tensor, centre: Tensor, side: Tensor,
+                    generator: torch.Generator | None, shift: float, scale: float, count: int) -> Tensor:
+    """The net's landmarks [count, N, P, 2] of images [N, 3, H, W] in [0, 1], read at ``count`` random framings
+    around each (``centre`` [N, 2], ``side`` [N]; ±``shift``·side, ±``scale``·side, drawn from ``generator``).
+    Their mean is a read-out that does not hinge on one exact crop, their spread how steadily the net reads."""
+    c, s = jitter_framing(centre, side, generator, shift, scale, count)
+    return read_points(net, images01.repeat(count, 1, 1, 1), c, s).view(count, images01.shape[0], -1, 2)
+
+
+def unmirror(points: Tensor, heatmaps: Tensor | None, flipped: Tensor, mirror: Tensor,
+             size: int) -> tuple[Tensor, Tensor | None]:
+    """The net's read-out of mirrored crops mapped back onto the unflipped crop: for the rows where
+    ``flipped`` [N] is set, x ↦ size − 1 − x and point i takes the read-out of its mirror ``mirror[i]``
+    (heat maps [N, P, h, h] flipped back and permuted alike). points [N, P, 2] in crop pixels."""
+    back = points[:, mirror]
+    back = torch.stack([size - 1 - back[..., 0], back[..., 1]], dim=-1)
+    points = torch.where(flipped[:, None, None], back, points)
+    if heatmaps is not None:
+        heatmaps = torch.where(flipped[:, None, None, None], heatmaps[:, mirror].flip(-1), heatmaps)
+    return points, heatmaps
+
+
 def landmarks_in_image(net: LandmarkNet, images: Tensor, box: Tensor, *, jitter_count: int = 0,
                        generator: torch.Generator | None = None, shift: float = 0.03,
                        scale: float = 0.05) -> Tensor:
     """Landmarks [N, P, 2] in image pixels of faces in ``images`` [N, 3, H, W] (RGB in **[0, 1]**).
 
     ``box`` [N, 4] is each face's box in image pixels; the net frames it its own way. With
-    ``jitter_count`` > 0 the points are the mean over that many random framings (±``shift``·side,
-    ±``scale``·side, drawn from ``generator``): a read-out that does not hinge on one exact crop.
-    Differentiable w.r.t. the images.
+    ``jitter_count`` > 0 the points are the mean over that many random framings (see
+    :func:`jittered_points`). Differentiable w.r.t. the images.
     """
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be [N, 3, H, W], got {tuple(images.shape)}")
     if box.shape != (images.shape[0], 4):
         raise ValueError(f"box must be [{images.shape[0]}, 4], got {tuple(box.shape)}")
-    box = box.to(device=images.device, dtype=images.dtype)
-    centre, side = net.framing(box)
-    count = 1
+    centre, side = net.framing(box.to(device=images.device, dtype=images.dtype))
     if jitter_count > 0:
-        count = jitter_count
-        centre, side = jitter_framing(centre, side, generator, shift, scale, count)
-    batch = images.repeat(count, 1, 1, 1)
-    size = int(net.input_size)
-    out = net(crop_square(batch, centre, side, size))
-    points = crop_to_image(out.points, centre, side, size)
-    return points.view(count, images.shape[0], *points.shape[1:]).mean(dim=0)
+        return jittered_points(net, images, centre, side, generator, shift, scale, jitter_count).mean(dim=0)
+    return read_points(net, images, centre, side)

@@ -1,12 +1,14 @@
 """The 68-point iBUG landmark scheme, its named groups, and per-group weights.
 
 Every landmark backend (dlib, FAN, MediaPipe mesh) reports points under these group names, so a
-weight such as ``mouth=5,eyes=0`` means the same whichever network is in the loss.
+weight such as ``mouth=5,eyes=0`` means the same whichever network is in the loss. This module
+imports nothing of stylepuppet but its errors: the config validates group weights against it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -37,6 +39,12 @@ MIRROR = np.array([
     54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55,  # outer lip
     64, 63, 62, 61, 60, 67, 66, 65,  # inner lip
 ], dtype=np.int64)
+
+#: The groups drawn as closed outlines (joined back to their first point).
+CLOSED = frozenset({"right_eye", "left_eye", "outer_lip", "inner_lip"})
+#: Index chains that draw the 68 points as outlines, group by group (for previews).
+OUTLINES: tuple[tuple[int, ...], ...] = tuple(
+    (*idx, idx[0]) if name in CLOSED else tuple(idx) for name, idx in GROUPS.items())
 
 #: Convenience names that stand for several groups.
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -79,7 +87,7 @@ def parse_group_weights(spec: str | Mapping[str, float], base: Mapping[str, floa
 
     Entries are applied left to right over ``base`` (default: all 1), so later ones win.
     """
-    weights = {g: 1.0 for g in GROUPS} if base is None else {g: float(base.get(g, 1.0)) for g in GROUPS}
+    weights = dict.fromkeys(GROUPS, 1.0) if base is None else {g: float(base.get(g, 1.0)) for g in GROUPS}
     if isinstance(spec, str):
         items: list[tuple[str, str | float]] = []
         for part in filter(None, (p.strip() for p in spec.split(","))):
@@ -109,3 +117,11 @@ def point_weights(weights: Mapping[str, float], groups: Mapping[str, np.ndarray 
     for name, idx in groups.items():
         out[np.asarray(idx, dtype=np.int64)] = float(weights.get(name, 0.0))
     return out
+
+
+def eye_centres(points: Any, groups: Mapping[str, Any] = GROUPS) -> tuple[Any, Any]:
+    """Centres [..., 2] of the subject's right eye (image left) and left eye (image right) of points [..., P, 2]
+    (a numpy array or a tensor), whose eyes are ``groups["right_eye"]`` and ``groups["left_eye"]``."""
+    right = points[..., np.asarray(groups["right_eye"]), :].mean(axis=-2)
+    left = points[..., np.asarray(groups["left_eye"]), :].mean(axis=-2)
+    return right, left

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tflite
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -141,8 +142,6 @@ def parse_tflite(data: bytes) -> Graph:
 
     Nothing in the file is executed; a malformed buffer raises a WeightsError.
     """
-    import tflite
-
     if data[4:8] != _FILE_IDENTIFIER:
         raise WeightsError("not a TFLite flatbuffer (missing the TFL3 identifier)")
     try:

@@ -5,6 +5,10 @@ framings or frames can be weighted and reduced by the caller. The objective of o
 
     λ1·look(G(w)) + λ2·landmark(G(w)) + λ3·smoothness(w, w_prev) + λ4·fidelity(w, w_avg)
       (+ λ_noise·noise_regularisation(noise) on frame 0, while the noise buffers are optimised)
+
+:func:`landmark_loss` is the landmark term whole (crop, landmark net, comparison with the targets);
+:class:`~stylepuppet.optim.objective.LandmarkObjective` only adds the per-step framings. The look
+term's metrics live in :mod:`stylepuppet.perceptual.look`.
 """
 
 from __future__ import annotations
@@ -15,9 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-#: Mix of the weights-free look loss (Zhao et al., "Loss Functions for Image Restoration with Neural
-#: Networks", 2017: 0.84 MS-SSIM + 0.16 L1 worked best for restoration).
-MSSSIM_MIX = 0.84
+from stylepuppet.landmarks.framing import crop_square, image_to_crop, resize_points
+from stylepuppet.landmarks.net import HeatmapRenderer, LandmarkNet, unmirror
 
 
 def _require(cond: bool, message: str) -> None:
@@ -56,6 +59,41 @@ def coord_loss(pred: Tensor, target: Tensor, point_weights: Tensor, face_size: T
     return (dist * point_weights).sum(dim=1) / point_weights.sum() / face_size
 
 
+def landmark_loss(net: LandmarkNet, images01: Tensor, centre: Tensor, side: Tensor, point_weights: Tensor, *,
+                  points: Tensor | None = None, heatmaps: Tensor | None = None,
+                  heatmap_renderer: HeatmapRenderer | None = None, flipped: Tensor | None = None,
+                  mirror: Tensor | None = None) -> Tensor:
+    """The landmark loss [M] of images [M, 3, R, R] in [0, 1], each framed at ``centre`` [M, 2] / ``side`` [M]
+    (image pixels) and read by ``net``.
+
+    One target: ``points`` [M, P, 2], where the net's points should be (image pixels), compared as
+    coordinates (:func:`coord_loss`, distance over the crop side) or, with ``heatmap_renderer``, as
+    heat maps rendered there; or ``heatmaps`` [M or 1, P, h, h], the net's maps of the target image
+    (the original method, :func:`heatmap_loss`). Crops marked in ``flipped`` [M] are read mirrored and
+    their read-out mapped back through ``mirror`` [P] (see :func:`~stylepuppet.landmarks.net.unmirror`).
+    """
+    size = int(net.input_size)
+    crops = crop_square(images01, centre, side, size)
+    if flipped is not None:
+        crops = torch.where(flipped[:, None, None, None], crops.flip(-1), crops)
+    out = net(crops)
+    seen, maps = out.points, out.heatmaps
+    if flipped is not None:
+        _require(mirror is not None, "mirrored crops need the net's mirror pairing")
+        seen, maps = unmirror(seen, maps, flipped, mirror, size)
+    if heatmaps is not None:
+        _require(maps is not None, "a heat-map target needs a landmark net with heat maps")
+        return heatmap_loss(maps, heatmaps.expand_as(maps), point_weights)
+    _require(points is not None, "landmark_loss needs target points or heat maps")
+    target = image_to_crop(points, centre, side, size)
+    if heatmap_renderer is None:
+        face = torch.full((target.shape[0],), float(size), dtype=target.dtype, device=target.device)
+        return coord_loss(seen, target, point_weights, face)
+    _require(maps is not None, "comparing as heat maps needs a landmark net with heat maps")
+    h = maps.shape[-1]
+    return heatmap_loss(maps, heatmap_renderer(resize_points(target, size, h), h), point_weights)
+
+
 def latent_distance(w: Tensor, other: Tensor) -> Tensor:
     """‖w − other‖₂ over everything but the batch axis: w [N, L, D], other [N|1, L|1, D] -> [N]."""
     _require(w.ndim == 3, f"latents must be [N, num_ws, dim], got {tuple(w.shape)}")
@@ -92,37 +130,5 @@ def noise_regularisation(buffers: Iterable[Tensor]) -> Tensor:
                 break
             noise = F.avg_pool2d(noise, kernel_size=2)
     _require(total is not None, "noise_regularisation needs at least one noise buffer")
-    assert total is not None
-    return total
-
-
-def l1_distance(x: Tensor, y: Tensor) -> Tensor:
-    """Mean absolute pixel difference per sample: x, y [N, C, H, W] -> [N]."""
-    _require(x.ndim == 4 and x.shape == y.shape, f"images must be equal [N, C, H, W], got {tuple(x.shape)}, "
-             f"{tuple(y.shape)}")
-    return (x - y).abs().flatten(1).mean(dim=1)
-
-
-def msssim_l1_distance(msssim: Tensor, l1: Tensor, mix: float = MSSSIM_MIX) -> Tensor:
-    """The weights-free look loss from its parts: ``mix·(1 − MS-SSIM) + (1 − mix)·L1`` (images in [0, 1])."""
-    _require(msssim.shape == l1.shape, f"MS-SSIM and L1 shapes differ: {tuple(msssim.shape)} vs {tuple(l1.shape)}")
-    return mix * (1 - msssim) + (1 - mix) * l1
-
-
-def lpips_distance(features_x: list[Tensor] | tuple[Tensor, ...] | Tensor,
-                   features_y: list[Tensor] | tuple[Tensor, ...] | Tensor) -> Tensor:
-    """Sum of squared differences of (already normalised and weighted) LPIPS features -> [N].
-
-    Accepts one flat feature tensor per image (NVIDIA's vgg16.pt ``return_lpips=True`` form) or a
-    list of per-layer tensors.
-    """
-    xs = [features_x] if isinstance(features_x, Tensor) else list(features_x)
-    ys = [features_y] if isinstance(features_y, Tensor) else list(features_y)
-    _require(len(xs) == len(ys) and len(xs) > 0, "feature lists must be non-empty and of equal length")
-    total: Tensor | None = None
-    for fx, fy in zip(xs, ys):
-        _require(fx.shape[1:] == fy.shape[1:], f"feature shapes differ: {tuple(fx.shape)} vs {tuple(fy.shape)}")
-        term = (fx - fy).square().flatten(1).sum(dim=1)
-        total = term if total is None else total + term
     assert total is not None
     return total

@@ -29,12 +29,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from stylepuppet.optim import losses
 from stylepuppet.config import LossWeights, Schedule
 from stylepuppet.generators.interface import LatentGenerator
-from stylepuppet.optim.objective import FrameTargets, LandmarkObjective, LookMetric
-
-TERMS = ("landmark", "look", "smoothness", "fidelity", "noise", "total")
+from stylepuppet.optim import losses
+from stylepuppet.optim.objective import FrameTargets, LandmarkObjective
+from stylepuppet.perceptual.look import LookMetric
 
 StepCallback = Callable[[int, int, dict[str, float]], None]
 

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from stylepuppet import weights
 from stylepuppet.errors import WeightsError
 from stylepuppet.perceptual.torchscript_reader import is_torchscript_archive, read_torchscript
 
@@ -152,6 +153,27 @@ class LPIPS(nn.Module):
         return total
 
 
+def feature_distance(features_x: list[Tensor] | tuple[Tensor, ...] | Tensor,
+                     features_y: list[Tensor] | tuple[Tensor, ...] | Tensor) -> Tensor:
+    """The LPIPS distance [N] from folded features: the sum of their squared differences.
+
+    Accepts one flat feature tensor per image (:meth:`LPIPS.features`, or NVIDIA's vgg16.pt
+    ``return_lpips=True`` form) or a list of per-layer tensors.
+    """
+    xs = [features_x] if isinstance(features_x, Tensor) else list(features_x)
+    ys = [features_y] if isinstance(features_y, Tensor) else list(features_y)
+    if not (len(xs) == len(ys) and len(xs) > 0):
+        raise ValueError("feature lists must be non-empty and of equal length")
+    total: Tensor | None = None
+    for fx, fy in zip(xs, ys):
+        if fx.shape[1:] != fy.shape[1:]:
+            raise ValueError(f"feature shapes differ: {tuple(fx.shape)} vs {tuple(fy.shape)}")
+        term = (fx - fy).square().flatten(1).sum(dim=1)
+        total = term if total is None else total + term
+    assert total is not None
+    return total
+
+
 # ---------------------------------------------------------------------------------------------- loading
 
 
@@ -240,8 +262,6 @@ def _resolve(source: str | Path) -> Path:
     path = Path(source)
     if path.is_file():
         return path
-    from stylepuppet import weights
-
     return weights.resolve(str(source), kind="lpips")
 
 

@@ -9,9 +9,10 @@ MS-SSIM = Π_{j<M} cs_j^{w_j} · ssim_M^{w_M} with w = (0.0448, 0.2856, 0.3001, 
 computed per channel and averaged over channels.
 
 Small images: five scales need a side of more than 160 px (≥ 11 after four halvings). With fewer
-pixels only the M finest scales whose side is still ≥ 11 are used (M ≥ 1; 3 at 64², 5 from 161²) and their weights
-are rescaled to sum to 1 (the five standard weights are used as published; they sum to 1.0001). cs and SSIM are clamped at 1e-8 before the fractional powers (they are
-≤ 0 only for anti-correlated images), which keeps the gradient finite.
+pixels only the M finest scales whose side is still ≥ 11 are used (M ≥ 1; 3 at 64², 5 from 161²) and
+their weights are rescaled to sum to 1 (the five standard weights are used as published; they sum to
+1.0001). cs and SSIM are clamped at 1e-8 before the fractional powers (they are ≤ 0 only for
+anti-correlated images), which keeps the gradient finite.
 """
 
 from __future__ import annotations

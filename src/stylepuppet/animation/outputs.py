@@ -1,0 +1,104 @@
+"""Every file of a run folder ``OUT/``, in one list: its name, how it is written, whether a restart removes it.
+
+The outputs are written when the optimisation has finished (or when a finished run is run again,
+e.g. with another latent filter), from a :class:`FinishedRun`, in the order listed. A new output is
+one more :class:`Output` here with its writer. Files written by a stage along the way (the track,
+the targets) or by another command (``stylepuppet evaluate``) are listed without a writer. The run
+state has its own files (:class:`~stylepuppet.animation.state.RunState`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from stylepuppet import atomic
+from stylepuppet.animation.render import render_side_by_side, render_video, save_latents
+from stylepuppet.animation.state import STATE, TARGETS, TRACK, RunState
+from stylepuppet.animation.targets import Targets
+from stylepuppet.config import AnimateConfig
+from stylepuppet.generators.interface import LatentGenerator
+
+ANIMATION, SIDE_BY_SIDE, LATENTS, CONFIG = "animation.mp4", "side_by_side.mp4", "latents.npz", "config.json"
+EVALUATION = "evaluation.mp4"
+
+
+@dataclass(frozen=True)
+class FinishedRun:
+    """What the writers get: a run whose every frame is optimised."""
+
+    cfg: AnimateConfig
+    driving: Path
+    generator: LatentGenerator  # with the noise frozen after frame 0
+    ws: torch.Tensor  # [T, num_ws, dim] the latents as rendered (after the latent filter)
+    state: RunState
+    targets: Targets
+    shown: np.ndarray  # indices of the target landmarks drawn in the side-by-side video
+    untrained: bool  # whether untrained networks stood in (every frame is then stamped)
+    device: torch.device
+
+
+def write_animation(run: FinishedRun, path: Path) -> None:
+    """driving fps × k, with k − 1 interpolated sub-frames; the driving audio copied."""
+    fps = run.targets.fps
+    render_video(run.generator, run.ws, path, fps, run.cfg.subframes, audio_from=Path(run.targets.audio),
+                 audio_start=run.cfg.start / fps, stamp=run.untrained, device=run.device)
+
+
+def write_side_by_side(run: FinishedRun, path: Path) -> None:
+    """aligned look | aligned driving frame | output (target landmarks drawn), at the driving fps."""
+    t = run.targets
+    render_side_by_side(run.generator, run.ws, path, driving=run.driving, start=run.cfg.start, quads=t.quads,
+                        fps=t.fps, look=t.look, points=t.points, shown=run.shown, stamp=run.untrained,
+                        device=run.device)
+
+
+def write_latents(run: FinishedRun, path: Path) -> None:
+    """The latents as rendered, the frozen noise and the loss terms (``stylepuppet render`` re-renders them)."""
+    save_latents(path, run.ws, run.state, run.cfg, run.targets.fps, audio=run.targets.audio)
+
+
+def write_config(run: FinishedRun, path: Path) -> None:
+    """The resolved settings (a ``--config`` file can hold the same keys)."""
+    atomic.write_text(path, run.cfg.to_json() + "\n")
+
+
+@dataclass(frozen=True)
+class Output:
+    """One file of a run folder: ``write`` makes it from a finished run (None: something else writes it)."""
+
+    name: str
+    write: Callable[[FinishedRun, Path], None] | None
+    restart_removes: bool = True
+
+
+OUTPUTS: tuple[Output, ...] = (
+    Output(TRACK, None),  # stage 1 (a track file the user gave with --track is never removed)
+    Output(TARGETS, None),  # stage 2
+    Output(ANIMATION, write_animation),
+    Output(SIDE_BY_SIDE, write_side_by_side),
+    Output(LATENTS, write_latents),
+    Output(CONFIG, write_config),
+    Output(EVALUATION, None, restart_removes=False),  # `stylepuppet evaluate`; judges the run it was made from
+)
+
+
+def write_outputs(out: Path, run: FinishedRun) -> None:
+    """Write every output of a finished run into ``out``."""
+    for output in OUTPUTS:
+        if output.write is not None:
+            output.write(run, out / output.name)
+
+
+def remove_outputs(out: Path, keep: Path | None = None) -> None:
+    """Start ``out`` over: remove the run state and every file a restart removes, except ``keep`` (a track
+    file the user gave)."""
+    RunState.remove(out / STATE)
+    for output in OUTPUTS:
+        path = out / output.name
+        if output.restart_removes and not (keep is not None and path.exists() and path.samefile(keep)):
+            path.unlink(missing_ok=True)

@@ -1,0 +1,158 @@
+"""Latents -> frames -> video: sub-frames, the temporal latent filter, the videos of a run, and latents.npz.
+
+Every render uses the generator's noise as it was frozen after frame 0 (restored from the state or
+from latents.npz), so re-rendering a run reproduces its frames exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from stylepuppet import atomic
+from stylepuppet.animation.networks import load_latent_generator, warn_untrained
+from stylepuppet.animation.state import RunState, restore_noise
+from stylepuppet.config import AnimateConfig, config_from_dict
+from stylepuppet.errors import ConfigError, MediaError
+from stylepuppet.face.smoothing import gaussian_smooth
+from stylepuppet.face.track import aligned_frames
+from stylepuppet.generators.interface import LatentGenerator
+from stylepuppet.images import draw_points, stamp_untrained, to_uint8
+from stylepuppet.video import VideoWriter
+
+
+def interpolate_latents(ws: torch.Tensor, k: int, generator: LatentGenerator) -> Iterator[torch.Tensor]:
+    """Latents of the k frames rendered per driving frame i: ws[i] blended towards ws[i+1] at j/k
+    (the last frame is held), kept on the generator's latent support."""
+    t = len(ws)
+    for i in range(t):
+        nxt = ws[min(i + 1, t - 1)]
+        fr = torch.arange(k, dtype=ws.dtype)[:, None, None] / k
+        yield generator.constrain(ws[i][None] * (1 - fr) + nxt[None] * fr)
+
+
+def smooth_latents(ws: torch.Tensor, sigma: float, generator: LatentGenerator) -> torch.Tensor:
+    """Latents [T, num_ws, dim] filtered over time by the track's Gaussian (σ = ``sigma`` frames, ends
+    point-reflected so a steady drift passes unchanged), kept on the generator's latent support; σ = 0
+    returns them unchanged."""
+    if sigma <= 0 or len(ws) < 2:
+        return ws
+    filtered = gaussian_smooth(ws.cpu().numpy(), sigma)
+    return generator.constrain(torch.from_numpy(filtered).to(ws))
+
+
+def render_video(generator: LatentGenerator, ws: torch.Tensor, path: Path, fps: float, subframes: int, *,
+                 audio_from: Path | None = None, audio_start: float = 0.0, stamp: bool = False,
+                 device: torch.device | str = "cpu") -> int:
+    """Render latents [T, num_ws, dim] with k = ``subframes`` frames per latent to an mp4 at fps × k."""
+    count = 0
+    audio = audio_from if audio_from is not None and audio_from.is_file() else None
+    with VideoWriter(path, fps * subframes, audio_from=audio, audio_start=audio_start) as writer:
+        for batch in interpolate_latents(ws, subframes, generator):
+            with torch.inference_mode():
+                frames = to_uint8(generator.render(batch.to(device), noise_mode="const"))
+            for frame in frames:
+                writer.write(stamp_untrained(frame) if stamp else frame)
+                count += 1
+    return count
+
+
+def render_side_by_side(generator: LatentGenerator, ws: torch.Tensor, path: Path, *, driving: Path, start: int,
+                        quads: np.ndarray, fps: float, look: np.ndarray | None, points: np.ndarray | None,
+                        shown: np.ndarray, stamp: bool, device: torch.device | str = "cpu") -> None:
+    """aligned look | aligned driving frame | output, one row per driving frame at the driving fps.
+
+    ``quads`` align the driving frames from ``start``; ``look`` is the aligned look image (None in free
+    mode); the target landmarks ``points`` [T, P, 2] (relative form) of index ``shown`` are drawn on
+    the output for viewing."""
+    size = generator.img_resolution
+    with VideoWriter(path, fps) as writer:
+        for t, crop in enumerate(aligned_frames(driving, quads, size, start=start)):
+            with torch.inference_mode():
+                out = to_uint8(generator.render(ws[t:t + 1].to(device), noise_mode="const"))[0]
+            if points is not None:
+                out = draw_points(out, points[t][shown], radius=max(1.0, size / 256))
+            if stamp:
+                out = stamp_untrained(out)
+            panels = [crop.image, out] if look is None else [look, crop.image, out]
+            writer.write(np.concatenate(panels, axis=1))
+
+
+# ---------------------------------------------------------------------------------------------- latents.npz
+
+
+def save_latents(path: Path, ws: torch.Tensor, state: RunState, cfg: AnimateConfig, fps: float, audio: str) -> None:
+    """OUT/latents.npz: ws [T, num_ws, dim] as rendered (after the latent filter; num_ws = 1 in W
+    space), the frozen noise buffers by name, per-frame final loss terms, and what re-rendering needs
+    (config, driving fps, audio source)."""
+    arrays: dict[str, np.ndarray] = {"ws": ws.numpy(), "fps": np.float64(fps), "subframes": np.int64(cfg.subframes),
+                                     "space": np.array(cfg.space), "config": np.array(cfg.to_json()),
+                                     "audio": np.array(audio)}
+    for name, value in state.noise.items():
+        arrays[f"noise/{name}"] = value
+    for name, values in state.terms.items():
+        arrays[f"loss/{name}"] = np.asarray(values, dtype=np.float64)
+    atomic.save_npz(path, **arrays)
+
+
+@dataclass(frozen=True)
+class SavedLatents:
+    """The content of a latents.npz."""
+
+    ws: torch.Tensor
+    noise: dict[str, np.ndarray]
+    terms: dict[str, np.ndarray]
+    config: AnimateConfig
+    fps: float
+    audio: str
+
+
+def load_latents(path: str | Path) -> SavedLatents:
+    """Read a latents.npz written by an animation run (MediaError if it is not one)."""
+    path = Path(path)
+    try:
+        with np.load(path) as z:
+            return SavedLatents(
+                torch.from_numpy(z["ws"].copy()),
+                {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("noise/")},
+                {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("loss/")},
+                config_from_dict(json.loads(str(z["config"]))), float(z["fps"]), str(z["audio"]))
+    except FileNotFoundError:
+        raise MediaError(f"latents file not found: {path}") from None
+    except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+        raise MediaError(f"{path} is not a stylepuppet latents.npz ({type(exc).__name__}: {exc})") from None
+
+
+def saved_generator(saved: SavedLatents, cfg: AnimateConfig) -> tuple[LatentGenerator, list[str]]:
+    """The generator of ``cfg`` (the saved run's, or another network) with the run's frozen noise, and what
+    untrained networks stand in (warned about). ConfigError when its latents are not shaped like the saved ones."""
+    untrained: list[str] = []
+    generator = load_latent_generator(cfg, untrained)
+    if untrained:
+        warn_untrained(untrained)
+    expected = (generator.num_ws, generator.latent_dim)
+    if tuple(saved.ws.shape[1:]) != expected:
+        raise ConfigError(f"the latents are {tuple(saved.ws.shape[1:])} per frame but {cfg.network} in "
+                          f"{cfg.space} space takes {expected}; give the network they were made with")
+    if saved.noise:
+        restore_noise(generator, saved.noise)
+    return generator, untrained
+
+
+def render_latents(latents: str | Path, out: str | Path, *, network: str | None = None, subframes: int | None = None,
+                   device: str | None = None) -> int:
+    """Re-render a latents.npz (same generator, the saved frozen noise) to an mp4 without optimising; returns
+    the number of frames written. ``network`` defaults to the one the latents were made with."""
+    saved = load_latents(latents)
+    overrides = {k: v for k, v in {"network": network, "subframes": subframes, "device": device}.items()
+                 if v is not None}
+    cfg = dataclasses.replace(saved.config, **overrides)
+    generator, untrained = saved_generator(saved, cfg)
+    return render_video(generator, saved.ws, Path(out), saved.fps, cfg.subframes, audio_from=Path(saved.audio),
+                        audio_start=cfg.start / saved.fps, stamp=bool(untrained), device=cfg.device)
