@@ -15,11 +15,9 @@ from stylepuppet.animation.start_face import (
     CLEAREST_SHARE,
     MOUTH_RING_SCALES,
     STEADIEST_SHARE,
-    apply_similarity,
     best_candidates,
     calibrated_framing,
     choose_start_face,
-    fit_similarity,
     luminance_at,
     most_expressive_frame,
     mouth_clearance,
@@ -38,24 +36,6 @@ from stylepuppet.optim.projector import Projector
 def _similar(points: torch.Tensor, scale: float, angle: float, shift: tuple[float, float]) -> torch.Tensor:
     rot = torch.tensor([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
     return points @ (scale * rot).T + torch.tensor(shift)
-
-
-def test_fit_similarity_recovers_a_known_transform() -> None:
-    src = torch.randn(3, 20, 2, generator=torch.Generator().manual_seed(0)) * 10
-    dst = _similar(src, 1.3, 0.2, (4.0, -7.0))
-    k, shift = fit_similarity(src, dst, torch.ones(20))
-    assert torch.allclose(k.abs(), torch.full((3,), 1.3, dtype=torch.float64), atol=1e-6)
-    assert torch.allclose(torch.angle(k), torch.full((3,), 0.2, dtype=torch.float64), atol=1e-6)
-    assert torch.allclose(apply_similarity(src, k, shift), dst, atol=1e-4)
-
-
-def test_fit_similarity_uses_only_weighted_points() -> None:
-    src = torch.randn(1, 10, 2, generator=torch.Generator().manual_seed(1)) * 10
-    dst = _similar(src, 0.8, -0.1, (1.0, 2.0))
-    dst[:, 5:] += 50.0  # unweighted points moved far away must not change the fit
-    weights = torch.cat([torch.ones(5), torch.zeros(5)])
-    k, shift = fit_similarity(src, dst, weights)
-    assert torch.allclose(apply_similarity(src[:, :5], k, shift), dst[:, :5], atol=1e-4)
 
 
 def test_shape_distance_ignores_pose_and_size_but_not_expression() -> None:

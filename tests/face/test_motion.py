@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
+import torch
 
 from stylepuppet.face.motion import (
+    apply_similarity,
     asymmetry,
     choose_reference,
+    fit_similarity,
     mouth_opening,
     relative_motion,
-    similarity_fit,
 )
 from stylepuppet.landmarks.scheme import GROUPS
+
+
+def _similar(points: torch.Tensor, scale: float, angle: float, shift: tuple[float, float]) -> torch.Tensor:
+    rot = torch.tensor([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+    return points @ (scale * rot).T + torch.tensor(shift)
 
 
 def face(mouth_gap: float = 0.0, turn: float = 0.0, seed: int = 0) -> np.ndarray:
@@ -62,17 +71,28 @@ def test_motion_is_rotated_into_the_look_frame() -> None:
     np.testing.assert_allclose(targets[1] - look, 2 * (opened - ref) @ rot.T, atol=1e-3)
 
 
-def test_similarity_fit_recovers_scale_rotation_shift() -> None:
-    rng = np.random.default_rng(0)
-    src = rng.normal(size=(10, 2))
-    a, b = 1.7 * np.cos(0.4), 1.7 * np.sin(0.4)
-    linear = np.array([[a, -b], [b, a]])
-    dst = src @ linear.T + [3.0, -2.0]
-    fit_linear, shift = similarity_fit(src, dst)
-    np.testing.assert_allclose(fit_linear, linear, atol=1e-12)
-    np.testing.assert_allclose(shift, [3.0, -2.0], atol=1e-12)
-    with pytest.raises(ValueError):
-        similarity_fit(np.zeros((3, 2)), np.ones((3, 2)))
+def test_fit_similarity_recovers_a_known_transform() -> None:
+    src = torch.randn(3, 20, 2, generator=torch.Generator().manual_seed(0)) * 10
+    dst = _similar(src, 1.3, 0.2, (4.0, -7.0))
+    k, shift = fit_similarity(src, dst, torch.ones(20))
+    assert torch.allclose(k.abs(), torch.full((3,), 1.3, dtype=torch.float64), atol=1e-6)
+    assert torch.allclose(torch.angle(k), torch.full((3,), 0.2, dtype=torch.float64), atol=1e-6)
+    assert torch.allclose(apply_similarity(src, k, shift), dst, atol=1e-4)
+
+
+def test_fit_similarity_uses_only_weighted_points() -> None:
+    src = torch.randn(1, 10, 2, generator=torch.Generator().manual_seed(1)) * 10
+    dst = _similar(src, 0.8, -0.1, (1.0, 2.0))
+    dst[:, 5:] += 50.0  # unweighted points moved far away must not change the fit
+    weights = torch.cat([torch.ones(5), torch.zeros(5)])
+    k, shift = fit_similarity(src, dst, weights)
+    assert torch.allclose(apply_similarity(src[:, :5], k, shift), dst[:, :5], atol=1e-4)
+
+
+def test_relative_motion_needs_a_reference_whose_rigid_points_are_apart() -> None:
+    driving = np.zeros((2, 68, 2))
+    with pytest.raises(ValueError, match="rigid points coincide"):
+        relative_motion(driving, face(), 0)
 
 
 def test_neutral_measures() -> None:

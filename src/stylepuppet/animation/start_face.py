@@ -41,7 +41,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from stylepuppet.config import AnimateConfig
-from stylepuppet.face.motion import RIGID_GROUPS, relative_motion
+from stylepuppet.face.motion import RIGID_GROUPS, apply_similarity, fit_similarity, relative_motion
 from stylepuppet.generators.interface import LatentGenerator
 from stylepuppet.images import to_unit
 from stylepuppet.landmarks.net import jittered_points
@@ -61,31 +61,6 @@ CLEAREST_SHARE = 0.5
 MOUTH_RING_SCALES = (1.35, 1.6)
 #: The cheek samples: these fractions of the way from each mouth corner to the eye on its side.
 CHEEK_FRACTIONS = (0.4, 0.5, 0.6)
-
-
-def fit_similarity(source: Tensor, target: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:
-    """Weighted least-squares scale·rotation ``a + ib`` and shift with target ≈ (a + ib)·source + shift.
-
-    source, target [N, P, 2]; weights [P] (non-negative, positive sum). Returns the complex factor
-    [N] and the shift [N, 2]. Points are treated as complex numbers, where a similarity is ``k·z + t``.
-    """
-    w = (weights / weights.sum())[None, :]
-    s = torch.complex(source[..., 0].double(), source[..., 1].double())
-    t = torch.complex(target[..., 0].double(), target[..., 1].double())
-    mu_s = (w * s).sum(dim=1, keepdim=True)
-    mu_t = (w * t).sum(dim=1, keepdim=True)
-    k = (w * (t - mu_t) * (s - mu_s).conj()).sum(dim=1) / (w * (s - mu_s).abs().square()).sum(dim=1)
-    shift = mu_t[:, 0] - k * mu_s[:, 0]
-    return k, torch.stack([shift.real, shift.imag], dim=-1).to(source.dtype)
-
-
-def apply_similarity(points: Tensor, k: Tensor, shift: Tensor) -> Tensor:
-    """Points [N, P, 2] (or centres [N, 2]) moved by the similarity ``k·z + shift`` (k [N] complex)."""
-    z = torch.complex(points[..., 0].double(), points[..., 1].double())
-    k = k.reshape(-1, *([1] * (z.ndim - 1)))
-    moved = k * z
-    return torch.stack([moved.real, moved.imag], dim=-1).to(points.dtype) + shift.reshape(
-        -1, *([1] * (points.ndim - 2)), 2)
 
 
 def shape_distance(points: Tensor, reference: Tensor, weights: Tensor) -> Tensor:

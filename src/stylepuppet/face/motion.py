@@ -1,9 +1,11 @@
-"""Relative motion for keep-identity mode: move the look's own landmarks the way the driver moves.
+"""Relative motion: move a base face's own landmarks (the look's, or free mode's start face's) the way the
+driver moves.
 
-target_t = look + A · (driving_t − driving_ref), where A is the scale·rotation that best maps the
-driver's reference face onto the look's face on its rigid points (eyes and nose, which expressions
-barely move). The look keeps its face shape; only the changes since the reference are copied, sized
-to the look's face. Everything is in aligned-crop coordinates, where both faces are upright.
+target_t = base + A · (driving_t − driving_ref), where A is the scale·rotation that best maps the
+driver's reference face onto the base face on its rigid points (eyes and nose, which expressions
+barely move; :func:`fit_similarity`, which free mode's start face uses too). The base keeps its face
+shape; only the changes since the reference are copied, sized to the base face. Everything is in
+aligned-crop coordinates, where both faces are upright.
 
 Point sets are described by their named groups (:data:`stylepuppet.landmarks.scheme.GROUPS` for the 68
 iBUG points, or a landmark net's ``groups``, e.g. the mesh's), so the same code serves any net.
@@ -14,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+import torch
+from torch import Tensor
 
 from stylepuppet.landmarks.scheme import GROUPS, NUM_POINTS, eye_centres
 
@@ -33,22 +37,29 @@ def _check_groups(num_points: int, groups: Groups) -> None:
         raise ValueError(f"{num_points} points are not the 68 iBUG points; pass the landmark net's groups")
 
 
-def similarity_fit(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Least-squares scale·rotation A [2, 2] and shift t [2] with target ≈ source @ A.T + t (no reflection)."""
-    source = np.asarray(source, dtype=np.float64)
-    target = np.asarray(target, dtype=np.float64)
-    if source.shape != target.shape or source.ndim != 2 or source.shape[1] != 2 or source.shape[0] < 2:
-        raise ValueError(f"need two matching point sets [P >= 2, 2], got {source.shape} and {target.shape}")
-    mu_s, mu_t = source.mean(axis=0), target.mean(axis=0)
-    s, t = source - mu_s, target - mu_t
-    var = float((s**2).sum())
-    if var <= 0:
-        raise ValueError("source points coincide; cannot fit a scale")
-    # In 2D the best scale·rotation is [[a, -b], [b, a]] with a = Σ s·t / Σ|s|² and b = Σ s×t / Σ|s|².
-    a = float((s * t).sum()) / var
-    b = float((s[:, 0] * t[:, 1] - s[:, 1] * t[:, 0]).sum()) / var
-    linear = np.array([[a, -b], [b, a]])
-    return linear, mu_t - mu_s @ linear.T
+def fit_similarity(source: Tensor, target: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:
+    """Weighted least-squares scale·rotation ``a + ib`` and shift with target ≈ (a + ib)·source + shift.
+
+    source, target [N, P, 2]; weights [P] (non-negative, positive sum). Returns the complex factor
+    [N] and the shift [N, 2]. Points are treated as complex numbers, where a similarity is ``k·z + t``.
+    """
+    w = (weights / weights.sum())[None, :]
+    s = torch.complex(source[..., 0].double(), source[..., 1].double())
+    t = torch.complex(target[..., 0].double(), target[..., 1].double())
+    mu_s = (w * s).sum(dim=1, keepdim=True)
+    mu_t = (w * t).sum(dim=1, keepdim=True)
+    k = (w * (t - mu_t) * (s - mu_s).conj()).sum(dim=1) / (w * (s - mu_s).abs().square()).sum(dim=1)
+    shift = mu_t[:, 0] - k * mu_s[:, 0]
+    return k, torch.stack([shift.real, shift.imag], dim=-1).to(source.dtype)
+
+
+def apply_similarity(points: Tensor, k: Tensor, shift: Tensor) -> Tensor:
+    """Points [N, P, 2] (or centres [N, 2]) moved by the similarity ``k·z + shift`` (k [N] complex)."""
+    z = torch.complex(points[..., 0].double(), points[..., 1].double())
+    k = k.reshape(-1, *([1] * (z.ndim - 1)))
+    moved = k * z
+    return torch.stack([moved.real, moved.imag], dim=-1).to(points.dtype) + shift.reshape(
+        -1, *([1] * (points.ndim - 2)), 2)
 
 
 def mouth_opening(points: np.ndarray, groups: Groups = GROUPS) -> np.ndarray:
@@ -123,5 +134,10 @@ def relative_motion(driving: np.ndarray, look: np.ndarray, ref_index: int | None
         raise ValueError(f"ref_index {ref_index} is outside the {driving.shape[0]} frames")
     reference = driving[ref_index]
     rigid = _indices(groups, *RIGID_GROUPS)
-    linear, _ = similarity_fit(reference[rigid], look[rigid])
+    k, _ = fit_similarity(torch.from_numpy(reference[rigid])[None], torch.from_numpy(look[rigid])[None],
+                          torch.ones(len(rigid), dtype=torch.float64))
+    a, b = float(k.real[0]), float(k.imag[0])
+    if not (np.isfinite(a) and np.isfinite(b)):
+        raise ValueError("the reference's rigid points coincide; cannot fit a scale")
+    linear = np.array([[a, -b], [b, a]])
     return look + strength * (driving - reference) @ linear.T
