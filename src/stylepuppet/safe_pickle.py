@@ -4,7 +4,7 @@ A pickle names the globals (functions, classes) it wants called; a plain ``pickl
 calls whatever it names, so loading a downloaded weights file could run any code. Every pickle
 stylepuppet reads goes through an allow-list instead:
 
-* our own pickles readers (NVIDIA network pickles, TorchScript archives) use :func:`load` with an
+* our own pickle readers (NVIDIA network pickles, TorchScript archives) use :func:`load` with an
   :class:`AllowList` mapping each permitted global to a stand-in of our own (never the named object);
 * plain torch files (``torch.save`` state dicts) go through :func:`torch_load`, i.e. torch's own
   allow-list unpickler (``weights_only=True``: tensors and containers), with the same one-line errors.
@@ -121,6 +121,16 @@ def torch_load(source: str | Path | bytes, *, what: str, classes: Sequence[type]
                                   weights_only=True)
         except Exception as exc:
             raise torch_load_error(what, exc) from None
+
+
+def state_dict(obj: Any, nested: Sequence[str] = ("state_dict",)) -> dict[str, Any] | None:
+    """The state dict inside a loaded checkpoint: the mapping itself or the one under the first of the ``nested``
+    keys that holds one, with nn.DataParallel's ``module.`` prefixes removed; None when there is no mapping."""
+    if isinstance(obj, Mapping):
+        obj = next((obj[key] for key in nested if isinstance(obj.get(key), Mapping)), obj)
+    if not isinstance(obj, Mapping):
+        return None
+    return {str(k).removeprefix("module."): v for k, v in obj.items()}
 
 
 def torch_load_error(what: str, exc: Exception) -> WeightsError:

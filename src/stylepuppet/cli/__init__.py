@@ -3,7 +3,7 @@
 No maths here: each sub-command parses its options and calls the library, mostly the public API
 (:mod:`stylepuppet.api`). The command modules import the library inside the command that needs it,
 and the package loads the API on first use, so ``stylepuppet --help`` does not load torch or any
-network code (measured: 0.3 s instead of 3.4 s).
+network code (measured: 0.5 s of CPU time, against 4 s with every import up front and 3 s before this layout).
 """
 
 from __future__ import annotations

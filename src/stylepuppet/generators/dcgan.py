@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from stylepuppet import safe_pickle
 from stylepuppet.errors import ConfigError, WeightsError
 
 #: Where other checkpoints nest the generator's state dict (the gan-face-generate package's file).
@@ -48,15 +49,7 @@ class DCGANLayout:
 
 def _unwrap(state: Mapping[str, object]) -> dict[str, Tensor]:
     """The generator's tensors from a bare, nested or DataParallel ("module."-prefixed) state dict."""
-    for key in _NESTED_KEYS:
-        if isinstance(state.get(key), Mapping):
-            state = state[key]  # type: ignore[assignment]
-            break
-    out = {}
-    for key, value in state.items():
-        if isinstance(value, Tensor):
-            out[key.removeprefix("module.")] = value
-    return out
+    return {k: v for k, v in (safe_pickle.state_dict(state, _NESTED_KEYS) or {}).items() if isinstance(v, Tensor)}
 
 
 def detect_layout(state: Mapping[str, object]) -> DCGANLayout | None:

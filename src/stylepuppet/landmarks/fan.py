@@ -13,7 +13,6 @@ Two read-outs map the maps to points: :func:`soft_argmax` (differentiable, for l
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from stylepuppet import weights
+from stylepuppet import safe_pickle, weights
 from stylepuppet.errors import WeightsError
 from stylepuppet.landmarks.framing import fan_framing, resize_points
 from stylepuppet.landmarks.net import LandmarkNet, LandmarkOutput
@@ -257,23 +256,19 @@ def check_name_hash(path: Path) -> None:
     prefix = name_hash_prefix(path)
     if prefix is None:
         return
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    if not digest.hexdigest().startswith(prefix):
-        raise WeightsError(f"{path} is corrupt or not the file its name says: sha256 {digest.hexdigest()[:12]}… "
+    digest = weights.sha256_file(path)
+    if not digest.startswith(prefix):
+        raise WeightsError(f"{path} is corrupt or not the file its name says: sha256 {digest[:12]}… "
                            f"does not start with {prefix}; delete it and download it again")
 
 
 def fan_state_dict(obj: object, path: Path | str = "checkpoint") -> dict[str, Tensor]:
     """The FAN state dict inside a loaded checkpoint: a bare state dict or ``{"state_dict": ...}``,
     with any ``module.`` prefixes (nn.DataParallel) removed."""
-    if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
-        obj = obj["state_dict"]
-    if not isinstance(obj, Mapping) or not all(isinstance(v, Tensor) for v in obj.values()):
+    state = safe_pickle.state_dict(obj)
+    if state is None or not all(isinstance(v, Tensor) for v in state.values()):
         raise WeightsError(f"{path} is not a FAN checkpoint (expected a state dict of tensors)")
-    return {k.removeprefix("module."): v for k, v in obj.items()}
+    return state
 
 
 def infer_num_modules(state: Mapping[str, Tensor]) -> int:
@@ -306,15 +301,9 @@ def load_fan(source: str | Path, device: str | torch.device = "cpu") -> FAN:
     executed); a name carrying a digest prefix (``2DFAN4-11f355bf06.pth.tar``) is checked against
     the file's sha256 first.
     """
-    path = Path(source)
-    if not path.is_file():
-        path = weights.resolve(str(source), kind="fan")
+    path = weights.resolve(source, kind="fan")
     check_name_hash(path)
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # any unreadable / unsafe content is the user's file problem
-        raise WeightsError(f"cannot read FAN weights {path}: {type(exc).__name__}: "
-                           f"{str(exc).strip().splitlines()[0] if str(exc).strip() else 'unreadable'}") from None
+    obj = safe_pickle.torch_load(path, what=f"FAN weights {path}")
     net = fan_from_state_dict(fan_state_dict(obj, path), path)
     return net.to(device).eval()
 

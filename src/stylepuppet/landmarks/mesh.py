@@ -188,9 +188,7 @@ class FaceMesh(LandmarkNet):
 def load_mesh(source: str | Path, device: str | torch.device = "cpu") -> FaceMesh:
     """A :class:`FaceMesh` from a ``.tflite``, a ``face_landmarker.task`` bundle, or a registry name
     (``mediapipe-face-landmark``), in eval mode."""
-    path = Path(source)
-    if not path.is_file():
-        path = weights.resolve(str(source), kind="mesh")
+    path = weights.resolve(source, kind="mesh")
     graph = load_graph(path)
     try:
         net = FaceMesh(graph)

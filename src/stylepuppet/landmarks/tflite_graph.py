@@ -686,12 +686,3 @@ class GraphBuilder:
     def build(self, description: str = "") -> Graph:
         return Graph(list(self.tensors), dict(self.constants), list(self.ops), tuple(self.inputs),
                      tuple(self.outputs), description)
-
-
-def load_tflite_module(path: str | Path, member: str = TASK_LANDMARK_MEMBER) -> TFLiteModule:
-    """Read a ``.tflite`` (or the landmark model inside a ``.task`` bundle) as a torch module."""
-    graph = load_graph(path, member)
-    try:
-        return TFLiteModule(graph)
-    except WeightsError as exc:
-        raise WeightsError(f"{path}: {exc}") from None

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from stylepuppet import weights
+from stylepuppet import safe_pickle, weights
 from stylepuppet.errors import WeightsError
 from stylepuppet.perceptual.torchscript_reader import is_torchscript_archive, read_torchscript
 
@@ -222,17 +222,11 @@ def lpips_from_nvidia(path: str | Path) -> LPIPS:
     return lpips_from_tensors(convs, heads, str(path))
 
 
-def _torch_load(path: Path) -> Mapping[str, Tensor]:
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unreadable or unsafe content is a problem with the user's file
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(f"cannot read {path} as a tensor-only torch file: {text}") from None
-    if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
-        obj = obj["state_dict"]
-    if not isinstance(obj, Mapping):
+def _state_dict(path: Path) -> dict[str, Tensor]:
+    state = safe_pickle.state_dict(safe_pickle.torch_load(path, what=str(path)))
+    if state is None:
         raise WeightsError(f"{path} does not hold a state dict")
-    return {k.removeprefix("module."): v for k, v in obj.items()}
+    return state
 
 
 def _vgg_convs(state: Mapping[str, Tensor], source: str) -> list[tuple[Tensor, Tensor]] | None:
@@ -258,22 +252,15 @@ def _heads(state: Mapping[str, Tensor]) -> list[Tensor] | None:
     return [state[k] for k in keys] if all(k in state for k in keys) else None
 
 
-def _resolve(source: str | Path) -> Path:
-    path = Path(source)
-    if path.is_file():
-        return path
-    return weights.resolve(str(source), kind="lpips")
-
-
 def load_lpips(source: str | Path, heads: str | Path | None = None) -> LPIPS:
     """Load LPIPS-VGG from NVIDIA's ``vgg16.pt`` (path or registry name), or from a torchvision VGG16
     state dict plus the LPIPS heads file ``heads`` (or one lpips-package state dict holding both)."""
-    path = _resolve(source)
+    path = weights.resolve(source, kind="lpips")
     if is_torchscript_archive(path):
         if heads is not None:
             raise WeightsError(f"{path} is NVIDIA's vgg16.pt, which holds its own LPIPS heads; do not pass heads")
         return lpips_from_nvidia(path)
-    state = _torch_load(path)
+    state = _state_dict(path)
     convs = _vgg_convs(state, str(path))
     if convs is None:
         if _heads(state) is not None:
@@ -283,8 +270,8 @@ def load_lpips(source: str | Path, heads: str | Path | None = None) -> LPIPS:
     head_weights = _heads(state)
     head_source = path
     if heads is not None:
-        head_source = _resolve(heads)
-        head_weights = _heads(_torch_load(head_source))
+        head_source = weights.resolve(heads, kind="lpips")
+        head_weights = _heads(_state_dict(head_source))
     if head_weights is None:
         raise WeightsError(f"no LPIPS heads (lin0..lin4) in {head_source}; pass the lpips v0.1 vgg.pth as heads")
     return lpips_from_tensors(convs, head_weights, str(path))

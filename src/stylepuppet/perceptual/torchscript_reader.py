@@ -2,7 +2,8 @@
 
 ``torch.jit.load`` compiles and runs the archive's program (its ``code/`` and any ``__setstate__``),
 so a downloaded ``.pt`` could make it do anything TorchScript can. This reader treats the archive
-as data: it unpickles ``data.pkl`` (and ``constants.pkl``) with an allow-list of globals, turns
+as data: it unpickles ``data.pkl`` (and ``constants.pkl``) with an allow-list of globals
+(:data:`SCRIPT_PICKLE`, :mod:`stylepuppet.safe_pickle`), turns
 every TorchScript class (``__torch__.*``) into an inert :class:`ScriptObject` that only holds the
 attributes it was pickled with, and builds tensors from the raw storages in ``data/`` (or
 ``constants/``). The program text is available as plain strings (``code``) for inspection.
@@ -13,10 +14,9 @@ Archive layout (PyTorch's ``torch.jit.save``): one top-level folder holding ``da
 
 from __future__ import annotations
 
-import io
-import pickle
 import zipfile
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from stylepuppet import safe_pickle
 from stylepuppet.errors import UnsafePickleError, WeightsError
+from stylepuppet.safe_pickle import AllowList, fresh
 
 #: Storage classes a persistent id may name, and the dtype of their elements.
 STORAGE_DTYPES: dict[str, torch.dtype] = {
@@ -61,13 +63,6 @@ class ScriptObject:
         return f"ScriptObject({self.qualified_name}, {sorted(self.attributes)})"
 
 
-@dataclass(frozen=True)
-class _StorageRef:
-    key: str
-    dtype: torch.dtype
-    numel: int
-
-
 def _script_class(module: str, name: str) -> type[ScriptObject]:
     return type(name, (ScriptObject,), {"qualified_name": f"{module}.{name}"})
 
@@ -78,48 +73,38 @@ def _rebuild_tensor(storage: Tensor, offset: int, size: tuple, stride: tuple, *_
     return torch.as_strided(storage, tuple(size), tuple(stride), int(offset))
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    """An unpickler whose globals come from a fixed allow-list (own functions, never the named ones)."""
+#: Every global the pickles of a TorchScript archive may name. Each lookup hands out a fresh object of
+#: ours, so a pickle that sets attributes on what it was given (BUILD) changes nothing beyond that object.
+SCRIPT_PICKLE = AllowList("TorchScript archive", {
+    ("torch._utils", "_rebuild_tensor_v2"): fresh(lambda: lambda *args: _rebuild_tensor(*args)),
+    ("torch._utils", "_rebuild_tensor"): fresh(lambda: lambda *args: _rebuild_tensor(*args)),
+    ("torch._utils", "_rebuild_parameter"): fresh(lambda: lambda data, *_: data),
+    ("collections", "OrderedDict"): fresh(lambda: lambda *args: OrderedDict(*args)),
+    ("torch.jit._pickle", "restore_type_tag"): fresh(lambda: lambda value, *_: value),
+    **{("torch.jit._pickle", name): fresh(lambda: lambda items: list(items)) for name in _LIST_BUILDERS},
+    **{("torch", name): (lambda module, name: ("storage-class", name)) for name in STORAGE_DTYPES},
+}, modules={"__torch__": _script_class})
 
-    def __init__(self, data: bytes, storages: dict[str, Tensor], source: str) -> None:
-        super().__init__(io.BytesIO(data))
-        self._storages = storages
-        self._source = source
 
-    def find_class(self, module: str, name: str) -> Any:
-        # Every callable handed out is a fresh object of ours, so a pickle that sets attributes on
-        # what it was given (BUILD) changes nothing beyond this one load.
-        if module == "__torch__" or module.startswith("__torch__."):
-            return _script_class(module, name)
-        if module == "torch._utils" and name in ("_rebuild_tensor_v2", "_rebuild_tensor"):
-            return lambda *args: _rebuild_tensor(*args)
-        if module == "torch._utils" and name == "_rebuild_parameter":
-            return lambda data, *_: data
-        if module == "torch" and name in STORAGE_DTYPES:
-            return ("storage-class", name)
-        if module == "collections" and name == "OrderedDict":
-            return lambda *args: OrderedDict(*args)
-        if module == "torch.jit._pickle" and name in _LIST_BUILDERS:
-            return lambda items: list(items)
-        if module == "torch.jit._pickle" and name == "restore_type_tag":
-            return lambda value, *_: value
-        raise UnsafePickleError(f"{self._source} asks for {module}.{name}, which is not a tensor, container or "
-                                "TorchScript object; refusing to load it (nothing from it was run)")
+def _storage_loader(storages: dict[str, Tensor], source: str) -> Callable[[Any], Tensor]:
+    """The persistent-id hook of one pickle: a storage of the archive, by key, viewed as the named dtype."""
 
-    def persistent_load(self, pid: Any) -> Any:
+    def load(pid: Any) -> Tensor:
         if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
-            raise UnsafePickleError(f"{self._source} holds an unknown persistent reference {pid!r:.80}")
+            raise UnsafePickleError(f"{source} holds an unknown persistent reference {pid!r:.80}")
         kind, key, numel = pid[1], str(pid[2]), int(pid[4])
         if not (isinstance(kind, tuple) and kind[0] == "storage-class"):
-            raise UnsafePickleError(f"{self._source} names an unknown storage type {kind!r:.80}")
-        if key not in self._storages:
-            raise WeightsError(f"{self._source} refers to storage {key!r}, which the archive does not hold; "
+            raise UnsafePickleError(f"{source} names an unknown storage type {kind!r:.80}")
+        if key not in storages:
+            raise WeightsError(f"{source} refers to storage {key!r}, which the archive does not hold; "
                                "the file is truncated or corrupt")
-        storage = self._storages[key].view(STORAGE_DTYPES[kind[1]])
+        storage = storages[key].view(STORAGE_DTYPES[kind[1]])
         if storage.numel() < numel:
-            raise WeightsError(f"{self._source}: storage {key!r} holds {storage.numel()} elements, expected {numel}; "
+            raise WeightsError(f"{source}: storage {key!r} holds {storage.numel()} elements, expected {numel}; "
                                "the file is truncated or corrupt")
         return storage
+
+    return load
 
 
 @dataclass
@@ -205,9 +190,4 @@ def read_torchscript(path: str | Path) -> TorchScriptArchive:
 
 
 def _unpickle(data: bytes, storages: dict[str, Tensor], source: str) -> Any:
-    try:
-        return _RestrictedUnpickler(data, storages, source).load()
-    except (UnsafePickleError, WeightsError):
-        raise
-    except Exception as exc:  # malformed pickle data: a broken file, not a bug here
-        raise WeightsError(f"{source} is corrupt ({type(exc).__name__}: {exc}); download the file again") from None
+    return safe_pickle.load(data, SCRIPT_PICKLE, source=source, persistent_load=_storage_loader(storages, source))
