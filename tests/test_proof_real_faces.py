@@ -22,8 +22,8 @@ import av
 import numpy as np
 import pytest
 
+import stylepuppet
 from stylepuppet.cli import run
-from stylepuppet.evaluation import evaluate_output
 from stylepuppet.evaluation.measures import SAME_PERSON_DISTANCE
 
 pytestmark = pytest.mark.slow
@@ -42,12 +42,13 @@ def test_the_output_mouth_follows_the_driver(clip: str, frames: int, seed: int, 
                 "--landmark-net", "mesh", "--landmark-weights", str(models_dir / "face_landmark.tflite"),
                 "--subframes", "1", "--max-frames", str(frames), "--seed", str(seed), "--quiet", "-o", str(out)])
     assert code == 0, capsys.readouterr().err
-    evaluation, video = evaluate_output(out, driving, walks=10)
+    evaluation = stylepuppet.evaluate(out, driving, walks=10)
     with capsys.disabled():
-        print(f"\n{clip} (seed {seed}): " + "\n    ".join([*evaluation.lines(), f"side-by-side video: {video}"]))
+        lines = [*evaluation.lines(), f"side-by-side video: {evaluation.video}"]
+        print(f"\n{clip} (seed {seed}): " + "\n    ".join(lines))
     assert evaluation.correlation >= least
     assert evaluation.correlation > evaluation.walk_p95 + margin  # beyond chance
     assert evaluation.output.missed <= frames // 10  # the judge sees a face in (nearly) every output frame
     assert np.nanmedian(evaluation.identity_distance) < SAME_PERSON_DISTANCE
-    with av.open(str(video)) as container:
+    with av.open(str(evaluation.video)) as container:
         assert sum(1 for _ in container.decode(video=0)) == frames
