@@ -176,6 +176,29 @@ class DlibResNet(nn.Module):
         return self.trunk(self.input(chips)).flatten(1)
 
 
+#: Channels of the untrained stand-in's convolution, per ``untrained_size``.
+UNTRAINED_WIDTH = {"tiny": 8, "full": 32}
+
+
+def untrained_dlib_resnet(size: str = "tiny") -> DlibResNet:
+    """A randomly initialised stand-in (torch's global RNG: seed it) with the real network's interface — 150²
+    chips in, 128-D descriptors out — but not its architecture: one strided convolution, global pooling and the
+    fully connected layer. The real file comes with face-recognition-models, a dependency, so this only stands
+    in (``--untrained``) when that was removed."""
+    width = UNTRAINED_WIDTH[size]
+    weight = (torch.randn(width, 3, 7, 7) / 7 / 3).numpy()
+    stride = {"stride_y": 4, "stride_x": 4, "padding_y": 0, "padding_x": 0}
+    layers = (Layer("con", "con_4", stride, {"weight": weight, "bias": np.zeros(width, np.float32)}),
+              Layer("relu", "relu_"),
+              Layer("avg_pool", "avg_pool_2", {"rows": 0, "cols": 0, "stride_y": 1, "stride_x": 1,
+                                                "padding_y": 0, "padding_x": 0}),
+              Layer("fc", "fc_2", {}, {"weight": (torch.randn(128, width) / width ** 0.5).numpy()}))
+    means = {"avg_red": 122.8, "avg_green": 117.0, "avg_blue": 104.0, "rows": 150, "cols": 150}
+    net = DlibNetwork(Layer("loss_metric", "loss_metric_2", {"margin": 0.04, "distance_threshold": 0.6}),
+                      Layer("input_rgb_image_sized", "input_rgb_image_sized", means), layers)
+    return DlibResNet(net).eval()
+
+
 def shipped_model_path() -> Path:
     """The descriptor network shipped with face-recognition-models."""
     path = dlib_models_dir() / MODEL_FILE
