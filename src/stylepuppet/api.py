@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from stylepuppet.animation import run
+from stylepuppet.animation.look import LookLatent
 from stylepuppet.animation.render import render_latents
 from stylepuppet.animation.run import AnimateResult
 from stylepuppet.config import AnimateConfig, TrackConfig, apply_overrides, resolve_config
@@ -44,16 +45,18 @@ def make_config(preset: str | None = None, config: AnimateConfig | PathLike | No
 
 def animate(driving: PathLike, out: PathLike, *, look: PathLike | None = None, preset: str | None = None,
             config: AnimateConfig | PathLike | None = None, progress: bool = True, restart: bool = False,
-            track: PathLike | None = None, **overrides: Any) -> AnimateResult:
+            track: PathLike | None = None, look_latent: PathLike | None = None, **overrides: Any) -> AnimateResult:
     """Animate a face with the facial motion of the ``driving`` video; outputs go to the folder ``out``.
 
     ``look``: the image whose face is kept (keep-identity mode). ``preset``: ``seed``, ``fast``,
     ``keep-identity``, ``free`` or ``quick`` (default: ``keep-identity``, or ``free`` with ``mode="free"``).
     ``config``: an :class:`AnimateConfig` or a TOML file. ``overrides``: any setting by its key, with
     ``__`` for the dot of a section (``max_frames=3``, ``landmarks__net="mesh"``). ``track``: a
-    ``track.npz`` of the driving video. Running the same call again resumes an interrupted run;
-    ``restart=True`` starts over. Writes ``animation.mp4``, ``side_by_side.mp4``, ``latents.npz`` and
-    ``config.json``; returns the run's summary.
+    ``track.npz`` of the driving video. ``look_latent``: the look's projection made by :func:`project` (with
+    the same generator and space), reused instead of projecting the look again. Running the same call again
+    resumes an interrupted run; ``restart=True`` starts over. Writes ``animation.mp4``, ``side_by_side.mp4``,
+    ``latents.npz`` and ``config.json`` (and the look's projection, as :func:`project`); returns the run's
+    summary.
 
     Example (offline, the DCGAN and the face mesh of the shared models)::
 
@@ -64,7 +67,25 @@ def animate(driving: PathLike, out: PathLike, *, look: PathLike | None = None, p
         print(result.summary())
     """
     cfg = make_config(preset, config, **overrides)
-    return run.animate(cfg, driving, out, look=look, track=track, restart=restart, progress=progress)
+    return run.animate(cfg, driving, out, look=look, track=track, look_latent=look_latent, restart=restart,
+                       progress=progress)
+
+
+def project(look: PathLike, out: PathLike, *, preset: str | None = None, config: AnimateConfig | PathLike | None = None,
+            progress: bool = True, **overrides: Any) -> LookLatent:
+    """Project the ``look`` image alone, as keep-identity mode does before its first frame, to see whether the
+    generator can draw this face before a long run. Writes into the folder ``out``: ``look_aligned.png`` (the
+    look framed the way the generator frames faces), ``look_reconstruction.png`` (framed look | the generator's
+    reconstruction), ``look_latent.npz`` (for :func:`animate`'s ``look_latent``) and ``look_projection.json``
+    (the figures: look loss and identity distance to the look, and the quad that framed it). The settings are
+    :func:`animate`'s. Example (offline)::
+
+        latent = stylepuppet.project("look.png", "out/look", network="../shared/models/digiface_dcgan64_G.pt",
+                                     space="w", look_loss="msssim", landmarks__net="mesh",
+                                     landmarks__weights="../shared/models/face_landmark.tflite")
+        print(latent.summary())
+    """
+    return run.project(make_config(preset, config, **overrides), look, out, progress=progress)
 
 
 def render(latents: PathLike, out: PathLike, *, network: str | None = None, subframes: int | None = None,
@@ -125,5 +146,5 @@ def load_generator(source: PathLike, device: str | torch.device = "cpu", *, whic
     return loader.load_generator(source, device=device, which=which)
 
 
-__all__ = ["AnimateResult", "Evaluation", "FaceTrack", "animate", "evaluate", "load_generator", "make_config",
-           "render", "track"]
+__all__ = ["AnimateResult", "Evaluation", "FaceTrack", "LookLatent", "animate", "evaluate", "load_generator",
+           "make_config", "project", "render", "track"]

@@ -66,11 +66,13 @@ def _spec(default: Any = dataclasses.MISSING, *, lo: float | None = None, hi: fl
 
 @dataclass(frozen=True)
 class LossWeights:
-    """The λs of the objective ``λ1·look + λ2·landmark + λ3·smoothness + λ4·fidelity (+ noise reg.)``.
+    """The λs of the objective ``λ1·look + λ2·landmark + λ3·smoothness + λ4·fidelity + λ5·identity (+ noise reg.)``.
 
     Where the numbers come from: the original method used LPIPS 1, landmark 0.1 (on its heat-map
     loss), fidelity 0.05, smoothness 0.05; ``noise`` is NVIDIA's projector's noise regularisation
-    weight 1e5 (applied on frame 0 only, while the noise buffers are optimised).
+    weight 1e5 (applied while the noise buffers are optimised: on the look's projection, or on frame 0).
+    ``identity`` weighs the face-descriptor distance of G(w) to the reference face (the look in
+    keep-identity mode, the start face in free mode; :class:`~stylepuppet.optim.objective.IdentityObjective`).
     """
 
     look: float = _spec(1.0, lo=0, flag="lambda-look", help="λ1: look (LPIPS / MS-SSIM) weight.")
@@ -78,6 +80,8 @@ class LossWeights:
     smoothness: float = _spec(0.05, lo=0, flag="lambda-smoothness", help="λ3: ‖w_i − w_{i−1}‖ weight.")
     fidelity: float = _spec(0.05, lo=0, flag="lambda-fidelity", help="λ4: ‖w − w_avg‖ weight.")
     noise: float = _spec(1e5, lo=0, flag="lambda-noise", help="Noise regularisation weight (frame 0).")
+    identity: float = _spec(0.0, lo=0, flag="lambda-identity",
+                            help="λ5: identity weight (face-descriptor distance to the look, or to the start face).")
 
 
 @dataclass(frozen=True)
@@ -212,6 +216,8 @@ class AnimateConfig:
     look_loss: LookLoss = _spec("lpips", flag="look-loss",
                                 help="LPIPS-VGG, or the weights-free MS-SSIM + L1 (offline choice).")
     look_weights: str | None = _spec(None, flag="look-weights", help="LPIPS weights: registry name or file.")
+    identity_net: str = _spec(weights.DEFAULTS["identity"], flag="identity-net",
+                              help="Face-recognition network of the identity term: registry name or dlib .dat file.")
     subframes: int = _spec(2, lo=1, hi=16, flag="subframes",
                            help="Frames rendered per driving frame (k; 1 disables interpolation).")
     latent_smooth: float = _spec(0.0, lo=0, hi=8, flag="latent-smooth",

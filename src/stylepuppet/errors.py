@@ -27,3 +27,7 @@ class ConfigError(StylePuppetError):
 
 class UntrainedWarning(UserWarning):
     """Randomly initialised networks stand in for missing weights: the output shows no real face."""
+
+
+class LookWarning(UserWarning):
+    """The look image cannot be framed or drawn as asked: the animation may show another person."""

@@ -24,6 +24,17 @@ def to_tensor(frame: np.ndarray, device: torch.device | str = "cpu") -> torch.Te
     return torch.from_numpy(frame.copy()).to(device).permute(2, 0, 1)[None].float() / 127.5 - 1
 
 
+def upscale(frame: np.ndarray, size: int) -> np.ndarray:
+    """A uint8 frame upscaled (bicubic) so its shorter side is at least ``size`` (face detectors miss small
+    faces); larger frames as they are."""
+    h, w = frame.shape[:2]
+    if min(h, w) >= size:
+        return np.ascontiguousarray(frame)
+    scale = size / min(h, w)
+    return np.asarray(Image.fromarray(np.ascontiguousarray(frame)).resize((round(w * scale), round(h * scale)),
+                                                                         Image.Resampling.BICUBIC))
+
+
 def to_unit(images: torch.Tensor) -> torch.Tensor:
     """Generator range [-1, 1] -> [0, 1], the range landmark nets and the look metrics take."""
     return (images + 1) * 0.5

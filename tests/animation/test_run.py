@@ -32,8 +32,10 @@ class FrameSink:
     def write(self, frame):
         self.frames.append(np.array(frame))
 
-def test_every_rendered_frame_uses_exactly_the_noise_at_the_end_of_frame_0(media_dir, tmp_path, monkeypatch):
-    """Regression test for the original code's per-frame deepcopy of G, which threw the optimised noise away."""
+def test_every_rendered_frame_uses_exactly_the_noise_at_the_end_of_the_look_projection(media_dir, tmp_path,
+                                                                                     monkeypatch):
+    """Regression test for the original code's per-frame deepcopy of G, which threw the optimised noise away.
+    In keep-identity mode the look's projection optimises the noise, and no frame does."""
     monkeypatch.setenv("STYLEPUPPET_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr("stylepuppet.animation.render.VideoWriter", FrameSink)
     FrameSink.made = []
@@ -42,11 +44,14 @@ def test_every_rendered_frame_uses_exactly_the_noise_at_the_end_of_frame_0(media
     seen: list[dict[str, torch.Tensor]] = []
     project, render = Projector.project, StyleGAN2Latents.render
 
+    calls: list[bool | None] = []
+
     def spy_project(self, index, *args, **kwargs):
-        if index == 0:
+        calls.append(kwargs.get("first"))
+        if len(calls) == 1:
             initial.update({k: v.clone() for k, v in self.G.noise_buffers().items()})
         result = project(self, index, *args, **kwargs)
-        if index == 0:
+        if len(calls) == 1:
             first.update({k: v.clone() for k, v in self.G.noise_buffers().items()})
         return result
 
@@ -61,7 +66,8 @@ def test_every_rendered_frame_uses_exactly_the_noise_at_the_end_of_frame_0(media
                                                   "schedule.steps_first": 5, "schedule.steps": 2})
     with pytest.warns(UserWarning, match="UNTRAINED"):
         animate(cfg, media_dir / "d0.mp4", tmp_path / "out", look=media_dir / "s3.jpg", progress=False)
-    assert first and any(not torch.equal(first[k], initial[k]) for k in first)  # frame 0 did change the noise
+    assert calls == [True, False, False, False]  # the look's projection, then three frames that leave the noise
+    assert first and any(not torch.equal(first[k], initial[k]) for k in first)  # the projection changed the noise
     assert len(seen) == 3 + 3  # animation (3 batches of k=2) + side by side (3 frames)
     assert all(torch.equal(s[k], first[k]) for s in seen for k in first)
     animation, side = FrameSink.made
@@ -89,11 +95,13 @@ def test_an_interrupted_run_with_prediction_and_early_stop_resumes_to_the_same_l
     class Killed(Exception):
         pass
 
-    def spy(self, index, targets, prev=None, *, init=None, **kwargs):
+    def spy(self, index, targets, prev=None, *, init=None, first=None, **kwargs):
+        if first:  # the look's projection
+            return project(self, index, targets, prev, init=init, first=first, **kwargs)
         inits.append(init)
         if index == cut["at"]:
             raise Killed
-        return project(self, index, targets, prev, init=init, **kwargs)
+        return project(self, index, targets, prev, init=init, first=first, **kwargs)
 
     monkeypatch.setattr(Projector, "project", spy)
     with pytest.warns(UserWarning, match="UNTRAINED"):

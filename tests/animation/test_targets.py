@@ -1,16 +1,23 @@
-"""The targets stage: the driver read sharp over jittered framings, and free mode's start saved with the targets."""
+"""The targets stage: the driver read sharp over jittered framings, free mode's start saved with the targets,
+keep-identity's look quad and the identity term's chip points."""
 
 from typing import ClassVar
 
 import numpy as np
+import pytest
 import torch
+from PIL import Image
 
 from stylepuppet.animation import targets as stage
+from stylepuppet.animation.look import LookLatent, look_face
 from stylepuppet.animation.run import animate
 from stylepuppet.animation.targets import Targets
 from stylepuppet.config import resolve_config
-from stylepuppet.generators.loader import load_latent_generator
+from stylepuppet.errors import LookWarning
+from stylepuppet.generators.loader import load_generator, load_latent_generator
+from stylepuppet.generators.sampling import class_label, sample
 from stylepuppet.landmarks.framing import jitter_framing
+from stylepuppet.landmarks.mesh import IBUG68_FROM_MESH
 from stylepuppet.landmarks.net import LandmarkOutput
 
 
@@ -68,3 +75,28 @@ def test_free_mode_starts_from_the_best_candidate_saved_with_the_targets(media_d
     assert targets.start is not None and any(np.array_equal(targets.start, c.numpy()) for c in candidates)
     with np.load(out / "latents.npz") as z:
         np.testing.assert_allclose(z["ws"][0], targets.start, atol=1e-4)  # one tiny step away from the start
+
+
+def test_keep_identity_keeps_the_look_quad_and_the_identity_chip_points_and_starts_at_the_look(media_dir, models_dir,
+                                                                                              tmp_path, monkeypatch):
+    monkeypatch.setenv("STYLEPUPPET_CACHE", str(tmp_path / "cache"))
+    network = models_dir / "digiface_dcgan64_G.pt"
+    look = tmp_path / "look.png"
+    image = sample(load_generator(network), 1, class_label(0, None))
+    Image.fromarray(image).resize((256, 256), Image.Resampling.BICUBIC).save(look)
+    cfg = resolve_config("keep-identity", None, {
+        "network": str(network), "space": "w", "look_loss": "msssim", "landmarks.net": "mesh",
+        "landmarks.weights": str(models_dir / "face_landmark.tflite"), "loss.identity": 1.0, "max_frames": 2,
+        "subframes": 1, "schedule.steps_first": 2, "schedule.steps": 1, "schedule.lr": 1e-6})
+    out = tmp_path / "run"
+    with pytest.warns(LookWarning, match="cannot draw the look's face"):  # two steps cannot
+        animate(cfg, media_dir / "d0.mp4", out, look=look, progress=False)
+    targets = Targets.load(out / "targets.npz")
+    generator = load_latent_generator(network, "w")
+    assert np.array_equal(targets.look_quad, look_face(look, cfg, generator).quad)
+    assert np.array_equal(targets.faces68, targets.points[:, IBUG68_FROM_MESH])
+    assert targets.base68.shape == (68, 2)
+    projected = LookLatent.load(out / "look_latent.npz")
+    with np.load(out / "latents.npz") as z:
+        np.testing.assert_allclose(z["ws"][0], projected.latent.numpy(), atol=1e-4)  # frame 0 starts at the look
+        assert np.isfinite(z["loss/identity"]).all()

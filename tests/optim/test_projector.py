@@ -268,3 +268,42 @@ def test_cuda_flags_change_nothing_on_the_cpu(monkeypatch):
     b = run(proj, targets)
     assert all(torch.equal(x.latent, y.latent) for x, y in zip(a, b))
     assert all(p.is_contiguous() for p in gen.net.parameters())  # not made channels-last
+
+
+def test_a_frame_told_it_is_not_the_first_leaves_the_noise_and_runs_the_later_steps():
+    gen, proj, targets = setup(frames=1, schedule=Schedule(steps_first=30, steps=7))
+    before = {k: v.clone() for k, v in gen.noise_buffers().items()}
+    result = proj.project(0, targets[0], first=False)
+    assert result.steps == 7
+    assert all(torch.equal(v, before[k]) for k, v in gen.noise_buffers().items())
+    assert proj.project(0, targets[0]).steps == 30  # frame 0 by default: steps_first, noise optimised
+    assert any(not torch.equal(v, before[k]) for k, v in gen.noise_buffers().items())
+
+
+class DistanceToLatent:
+    """Identity stand-in: the mean image difference to a fixed target image (the real term is tested beside)."""
+
+    def __init__(self, target):
+        self.target = target
+        self.seen = []
+
+    def __call__(self, images, face68, generator=None):
+        self.seen.append(face68)
+        return (images - self.target).abs().flatten(1).mean(1)
+
+
+def test_the_identity_term_is_weighed_computed_with_the_frames_points_and_lowered():
+    gen, proj, targets = setup(frames=1, schedule=Schedule(steps_first=40, steps=10))
+    with torch.no_grad():
+        target = gen.render(gen.candidate_latents(1, torch.Generator().manual_seed(5)))
+    term = DistanceToLatent(target)
+    points = torch.rand(1, 68, 2)
+    frame = dataclasses.replace(targets[0], face68=points)
+    weights = LossWeights(look=0.0, landmark=0.0, smoothness=0.0, fidelity=0.0, identity=1.0)
+    proj = Projector(gen, None, weights, Schedule(steps_first=40, steps=10), identity=term, seed=7)
+    start = proj.evaluate(gen.mean_latent().expand(gen.num_ws, -1), frame)["identity"]
+    result = proj.project(0, frame)
+    assert result.terms["identity"] < 0.5 * start
+    assert all(p is points for p in term.seen)
+    off = Projector(gen, None, dataclasses.replace(weights, identity=0.0, fidelity=1.0), Schedule(), identity=term)
+    assert "identity" not in off.evaluate(result.latent, frame)  # λ 0: not computed

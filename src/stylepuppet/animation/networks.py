@@ -27,6 +27,8 @@ from stylepuppet.generators import loader
 from stylepuppet.generators.interface import LatentGenerator
 from stylepuppet.generators.stylegan2 import untrained_stylegan2
 from stylepuppet.generators.stylegan2_latents import StyleGAN2Latents
+from stylepuppet.identity.dlib_resnet import untrained_dlib_resnet
+from stylepuppet.identity.net import IdentityNet
 from stylepuppet.landmarks import fan, mesh
 from stylepuppet.landmarks.net import LandmarkNet
 from stylepuppet.perceptual import lpips
@@ -38,13 +40,15 @@ T = TypeVar("T")
 
 @dataclass
 class Networks:
-    """What a run optimises against: the generator, the landmark net, the look metric (None in free mode)."""
+    """What a run optimises against: the generator, the landmark net, the look metric (None in free mode), the
+    face-recognition network of the identity term (None when its λ is 0)."""
 
     generator: LatentGenerator
     landmark_net: LandmarkNet
     look: LookMetric | None
     untrained: list[str] = field(default_factory=list)
     heatmap_renderer: Callable | None = None
+    identity: IdentityNet | None = None
 
 
 @contextmanager
@@ -127,12 +131,31 @@ def load_look_metric(cfg: AnimateConfig, untrained: list[str] | None = None) -> 
     return LPIPSLook(metric.to(cfg.device).eval().requires_grad_(False))
 
 
+def load_identity_net(cfg: AnimateConfig, untrained: list[str] | None = None) -> IdentityNet | None:
+    """The identity term's face-recognition network (dlib's ResNet: the copy face-recognition-models installs for
+    the registry name, else a file or a download); None when its λ is 0."""
+    names = [] if untrained is None else untrained
+    if cfg.loss.identity == 0:
+        return None
+    source = cfg.identity_net
+    try:
+        net = IdentityNet.load(source)
+    except WeightsError:
+        if not cfg.untrained or weights.looks_like_path(source) or source not in weights.REGISTRY:
+            raise
+        names.append(f"identity net ({source})")
+        with seeded(cfg.seed + 3):
+            net = IdentityNet(untrained_dlib_resnet(cfg.untrained_size))
+    return net.to(cfg.device).eval()
+
+
 def load_networks(cfg: AnimateConfig) -> Networks:
     """All networks of a run; warns (UntrainedWarning) when any was substituted."""
     untrained: list[str] = []
     generator = load_latent_generator(cfg, untrained)
     net, renderer = load_landmark_net(cfg, untrained)
     look = load_look_metric(cfg, untrained)
+    identity = load_identity_net(cfg, untrained)
     if untrained:
         warn_untrained(untrained)
-    return Networks(generator, net, look, untrained, renderer)
+    return Networks(generator, net, look, untrained, renderer, identity)

@@ -9,6 +9,7 @@ state has its own files (:class:`~stylepuppet.animation.state.RunState`).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,14 +18,20 @@ import numpy as np
 import torch
 
 from stylepuppet import atomic
+from stylepuppet.animation.look import LookFace, LookLatent
 from stylepuppet.animation.render import render_side_by_side, render_video, save_latents
 from stylepuppet.animation.state import STATE, TARGETS, TRACK, RunState
 from stylepuppet.animation.targets import Targets
 from stylepuppet.config import AnimateConfig
 from stylepuppet.generators.interface import LatentGenerator
+from stylepuppet.images import to_uint8
+from stylepuppet.video import write_png
 
 ANIMATION, SIDE_BY_SIDE, LATENTS, CONFIG = "animation.mp4", "side_by_side.mp4", "latents.npz", "config.json"
 EVALUATION = "evaluation.mp4"
+#: The look's projection (keep-identity; ``stylepuppet project`` writes the same files).
+LOOK_LATENT, LOOK_ALIGNED = "look_latent.npz", "look_aligned.png"
+LOOK_RECONSTRUCTION, LOOK_FIGURES = "look_reconstruction.png", "look_projection.json"
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,20 @@ def write_config(run: FinishedRun, path: Path) -> None:
     atomic.write_text(path, run.cfg.to_json() + "\n")
 
 
+@torch.no_grad()
+def write_look(folder: Path, look: LookFace, latent: LookLatent, generator: LatentGenerator,
+               device: torch.device) -> None:
+    """The look's projection: its latent, the framed look, the reconstruction beside it (generator pixels), and
+    the figures with the quad that framed the look (``look_quad``, look-image pixels)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    latent.save(folder / LOOK_LATENT)
+    write_png(folder / LOOK_ALIGNED, look.image)
+    drawn = to_uint8(generator.render(latent.latent[None].to(device), noise_mode="const"))[0]
+    write_png(folder / LOOK_RECONSTRUCTION, np.concatenate([look.image, drawn], axis=1))
+    figures = {**latent.figures, "look_quad": np.asarray(look.quad).tolist()}
+    atomic.write_text(folder / LOOK_FIGURES, json.dumps(figures, indent=2) + "\n")
+
+
 @dataclass(frozen=True)
 class Output:
     """One file of a run folder: ``write`` makes it from a finished run (None: something else writes it)."""
@@ -79,6 +100,7 @@ class Output:
 OUTPUTS: tuple[Output, ...] = (
     Output(TRACK, None),  # stage 1 (a track file the user gave with --track is never removed)
     Output(TARGETS, None),  # stage 2
+    *(Output(name, None) for name in (LOOK_LATENT, LOOK_ALIGNED, LOOK_RECONSTRUCTION, LOOK_FIGURES)),  # stage 3
     Output(ANIMATION, write_animation),
     Output(SIDE_BY_SIDE, write_side_by_side),
     Output(LATENTS, write_latents),

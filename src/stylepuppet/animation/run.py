@@ -1,39 +1,44 @@
 """The animation pipeline, its stages in order: look image + driving video -> per-frame latents -> videos.
 
 1. **Track** and 2. **targets** (:mod:`~stylepuppet.animation.targets`): the driving face track and
-   every frame's landmark targets, saved to ``OUT/track.npz`` and ``OUT/targets.npz``; in free mode
+   every frame's landmark targets, saved to ``OUT/track.npz`` and ``OUT/targets.npz``; the look is
+   framed the way the generator frames faces (:mod:`~stylepuppet.animation.look`), and in free mode
    the start face is chosen here (:mod:`~stylepuppet.animation.start_face`).
-3. **Project** every frame (:class:`~stylepuppet.optim.projector.Projector`); after each frame the state
+3. **The look** (keep-identity): projected alone before any driving frame (or a projection given with
+   ``look_latent`` reused), written to ``OUT/look_latent.npz`` and the pictures beside it; frame 0
+   starts there and the fidelity term pulls every frame towards it.
+4. **Project** every frame (:class:`~stylepuppet.optim.projector.Projector`); after each frame the state
    (latents so far, frozen noise, loss terms, a fingerprint of config + inputs) is written
    atomically (:mod:`~stylepuppet.animation.state`). Running the same command again continues from there.
-4. **Write the outputs** (:mod:`~stylepuppet.animation.outputs`): ``animation.mp4``, ``side_by_side.mp4``,
+5. **Write the outputs** (:mod:`~stylepuppet.animation.outputs`): ``animation.mp4``, ``side_by_side.mp4``,
    ``latents.npz`` and ``config.json``, all rendered with the noise frozen after frame 0.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from stylepuppet.animation.networks import load_networks
-from stylepuppet.animation.outputs import FinishedRun, remove_outputs, write_outputs
+from stylepuppet.animation.look import LookFace, LookLatent, look_face, project_look, warn_if_undrawable
+from stylepuppet.animation.networks import Networks, load_networks
+from stylepuppet.animation.outputs import LOOK_LATENT, FinishedRun, remove_outputs, write_look, write_outputs
 from stylepuppet.animation.render import smooth_latents
 from stylepuppet.animation.state import STATE, TARGETS, RunState, fingerprint, restore_noise, resume, snapshot_noise
-from stylepuppet.animation.targets import Targets, build_targets, face_track, look_face
+from stylepuppet.animation.targets import Targets, build_targets, face_track
 from stylepuppet.config import AnimateConfig
 from stylepuppet.errors import ConfigError, MediaError
 from stylepuppet.face.track import aligned_frames
 from stylepuppet.images import to_tensor, to_unit
-from stylepuppet.optim.objective import LandmarkObjective
+from stylepuppet.optim.objective import IdentityObjective, LandmarkObjective
 from stylepuppet.optim.projector import Projector, predicted_start
 
 #: The loss terms recorded per frame (NaN where a term was not computed).
-TERM_NAMES = ("total", "landmark", "look", "smoothness", "fidelity")
+TERM_NAMES = ("total", "landmark", "look", "smoothness", "fidelity", "identity")
 
 
 @dataclass(frozen=True)
@@ -55,24 +60,88 @@ class AnimateResult:
                 f"outputs in {self.out}")
 
 
-def _check_inputs(cfg: AnimateConfig, look: Path | None, driving: Path) -> None:
+def _check_inputs(cfg: AnimateConfig, look: Path | None, driving: Path, look_latent: Path | None) -> None:
     if cfg.mode == "keep-identity" and look is None:
         raise ConfigError("keep-identity mode needs a look image: give --look IMAGE, or use --mode free")
-    for what, path in (("driving video", driving), ("look image", look)):
+    if look_latent is not None and look is None:
+        raise ConfigError("--look-latent is a projection of the look image of keep-identity mode; give --look "
+                          "IMAGE too, or leave --look-latent out")
+    for what, path in (("driving video", driving), ("look image", look), ("look latent", look_latent)):
         if path is not None and not path.exists():
             raise MediaError(f"{what} not found: {path}")
 
 
+def look_projection(cfg: AnimateConfig, nets: Networks, obj: LandmarkObjective, look: Path, given: Path | None,
+                    out: Path, reuse: bool, framed: LookFace | None, device: torch.device,
+                    progress: bool) -> LookLatent:
+    """Stage 3: the look's latent — the one given (checked against the run), the one this run saved, or a new
+    projection (written to OUT with its pictures)."""
+    if given is not None or (reuse and (out / LOOK_LATENT).exists()):
+        path = given if given is not None else out / LOOK_LATENT
+        latent = LookLatent.load(path)
+        latent.check(cfg, look, path)
+        warn_if_undrawable(latent)
+        return latent
+    framed = framed or look_face(look, cfg, nets.generator)
+    bar = tqdm(total=cfg.schedule.steps_first, unit="step", disable=not progress, desc="project the look")
+
+    def report(step: int, steps: int, terms: dict[str, float]) -> None:
+        bar.update(step - bar.n)
+        bar.set_postfix({k: f"{v:.3g}" for k, v in terms.items()}, refresh=False)
+
+    try:
+        latent = project_look(cfg, nets, obj, framed, look, device, on_step=report if progress else None)
+    finally:
+        bar.close()
+    write_look(out, framed, latent, nets.generator, device)
+    return latent
+
+
+def identity_objective(cfg: AnimateConfig, nets: Networks, targets: Targets, anchor: torch.Tensor | None,
+                       device: torch.device) -> IdentityObjective | None:
+    """The identity term of the frames: the reference face is the framed look (keep-identity) or the start face
+    (free), read at its own iBUG-68 points; None when its λ is 0."""
+    if nets.identity is None or cfg.loss.identity == 0:
+        return None
+    if targets.faces68 is None or targets.base68 is None:
+        raise ConfigError("loss.identity: the identity term frames faces by the landmark net's points of the base "
+                          "face (relative form, or a look image); set loss.identity = 0")
+    if targets.look is not None:
+        image = to_unit(to_tensor(targets.look, device))
+    else:
+        start = (nets.generator.mean_latent() if anchor is None else anchor).to(device)
+        with torch.no_grad():
+            image = to_unit(nets.generator.render(start.reshape(1, -1, nets.generator.latent_dim)
+                                                  .expand(1, nets.generator.num_ws, -1)))
+    return IdentityObjective.of_face(nets.identity, image, torch.as_tensor(targets.base68[None], device=device),
+                                     cfg.seed)
+
+
+def project(cfg: AnimateConfig, look: str | Path, out: str | Path, *, progress: bool = True) -> LookLatent:
+    """Stage 3 alone (``stylepuppet project``): frame and project the look, write its files into ``out``."""
+    look = Path(look)
+    if not look.exists():
+        raise MediaError(f"look image not found: {look}")
+    cfg = replace(cfg, mode="keep-identity")
+    nets = load_networks(cfg)
+    obj = LandmarkObjective(nets.landmark_net, cfg.landmarks, heatmap_renderer=nets.heatmap_renderer,
+                            device=torch.device(cfg.device))
+    return look_projection(cfg, nets, obj, look, None, Path(out), False, None, torch.device(cfg.device), progress)
+
+
 def animate(cfg: AnimateConfig, driving: str | Path, out: str | Path, *, look: str | Path | None = None,
-            track: str | Path | None = None, restart: bool = False, progress: bool = True) -> AnimateResult:
+            track: str | Path | None = None, look_latent: str | Path | None = None, restart: bool = False,
+            progress: bool = True) -> AnimateResult:
     """Run (or resume) an animation; see the module docstring. Returns the run's summary."""
     driving = Path(driving)
     look_path = Path(look) if look is not None and cfg.mode == "keep-identity" else None
     track_path = Path(track) if track is not None else None
-    _check_inputs(cfg, look_path, driving)
+    latent_path = Path(look_latent) if look_latent is not None else None
+    _check_inputs(cfg, look_path, driving, latent_path)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    stamp = fingerprint(cfg, {"driving": driving, "look": look_path, "track": track_path})
+    stamp = fingerprint(cfg, {"driving": driving, "look": look_path, "track": track_path,
+                              "look_latent": latent_path})
     state = None if restart else resume(out / STATE, stamp)
     resuming = state is not None
     if state is None:
@@ -85,23 +154,31 @@ def animate(cfg: AnimateConfig, driving: str | Path, out: str | Path, *, look: s
     nets = load_networks(cfg)
     gen = nets.generator
     obj = LandmarkObjective(nets.landmark_net, cfg.landmarks, heatmap_renderer=nets.heatmap_renderer, device=device)
+    framed = None
     if resuming and (out / TARGETS).exists():
         targets = Targets.load(out / TARGETS)
     else:
-        look_data = look_face(look_path, cfg, gen.img_resolution) if look_path is not None else None
+        framed = look_face(look_path, cfg, gen) if look_path is not None else None
         face = face_track(cfg, driving, out, track_path, resuming, progress)
-        targets = build_targets(cfg, nets, obj, face, driving, look_data, device, progress)
+        targets = build_targets(cfg, nets, obj, face, driving, framed, device, progress)
         targets.save(out / TARGETS)
         state.save(out / STATE)
     t_count = len(targets.quads)
 
+    anchor = None if targets.start is None else torch.from_numpy(targets.start)
+    identity = identity_objective(cfg, nets, targets, anchor, device)
+    look_latent = None
+    if look_path is not None:
+        look_latent = look_projection(cfg, nets, obj, look_path, latent_path, out, resuming, framed, device,
+                                      progress)
+        anchor = look_latent.latent
+        restore_noise(gen, look_latent.noise)
     look_target = None
     if nets.look is not None:
         assert targets.look is not None
         look_target = nets.look.prepare(to_tensor(targets.look, device))
-    anchor = None if targets.start is None else torch.from_numpy(targets.start)
-    projector = Projector(gen, obj, cfg.loss, cfg.schedule, look=nets.look, look_target=look_target, seed=cfg.seed,
-                          anchor=anchor, device=device)
+    projector = Projector(gen, obj, cfg.loss, cfg.schedule, look=nets.look, look_target=look_target,
+                          identity=identity, seed=cfg.seed, anchor=anchor, device=device)
     if state.done > 0:
         restore_noise(gen, state.noise)
 
@@ -117,13 +194,18 @@ def animate(cfg: AnimateConfig, driving: str | Path, out: str | Path, *, look: s
             else:
                 assert targets.points is not None
                 frame_targets = obj.targets_from_points(torch.as_tensor(targets.points[i:i + 1], device=device), c, s)
+            if targets.faces68 is not None:
+                frame_targets = replace(frame_targets, face68=torch.as_tensor(targets.faces68[i:i + 1], device=device))
             prev = state.ws[-1] if state.ws else None
             init = predicted_start(state.ws, gen) if cfg.schedule.predict else None
 
             def report(step: int, steps: int, terms: dict[str, float], i: int = i) -> None:
                 bar.set_postfix_str(f"frame {i} step {step}/{steps} loss {terms['total']:.4g}")
 
-            result = projector.project(i, frame_targets, prev, init=init, on_step=report if progress else None)
+            # with the look projected first, no frame optimises the noise and frame 0 starts at the look's latent
+            first = False if look_latent is not None else None
+            result = projector.project(i, frame_targets, prev, init=init, first=first,
+                                       on_step=report if progress else None)
             state.ws.append(result.latent)
             for name in TERM_NAMES:
                 state.terms.setdefault(name, []).append(result.terms.get(name, float("nan")))

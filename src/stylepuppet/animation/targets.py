@@ -4,8 +4,10 @@
 2. **Targets**: align each driving frame like FFHQ at the generator's resolution and derive the
    landmark targets in aligned pixels — the framing of the face for the landmark net, and for the
    relative form the landmark net's points moved by the driver's motion onto a base face (the look
-   image's in keep-identity mode, the generator's start face in free mode,
-   :mod:`stylepuppet.animation.start_face`). Saved to ``OUT/targets.npz``.
+   image's in keep-identity mode, framed the way the generator frames faces,
+   :mod:`stylepuppet.animation.look`; the generator's start face in free mode,
+   :mod:`stylepuppet.animation.start_face`) — and the iBUG-68 points among them that frame the identity
+   term's face chip. Saved to ``OUT/targets.npz``.
 
 Both are deterministic: a resumed run rebuilds the same targets.
 """
@@ -19,13 +21,13 @@ import numpy as np
 import torch
 
 from stylepuppet import atomic
+from stylepuppet.animation.look import LookFace, face68, net_points
 from stylepuppet.animation.networks import Networks
 from stylepuppet.animation.start_face import choose_start_face
 from stylepuppet.animation.state import TRACK
 from stylepuppet.config import AnimateConfig
 from stylepuppet.errors import ConfigError
-from stylepuppet.face.align import align_crop, ffhq_quad, to_aligned
-from stylepuppet.face.detect import detect_image, make_detector
+from stylepuppet.face.align import to_aligned
 from stylepuppet.face.motion import choose_reference, relative_motion
 from stylepuppet.face.smoothing import gaussian_smooth
 from stylepuppet.face.track import FaceTrack, aligned_frames, track_video
@@ -33,7 +35,6 @@ from stylepuppet.images import to_tensor, to_unit
 from stylepuppet.landmarks.framing import box_from_points
 from stylepuppet.landmarks.net import LandmarkNet, jittered_points
 from stylepuppet.optim.objective import LandmarkObjective
-from stylepuppet.video import load_image
 
 #: Least size the driving frames are aligned at for reading their landmarks (relative form). A small
 #: generator's size would blur the driver's face before the net sees it.
@@ -66,14 +67,6 @@ def face_track(cfg: AnimateConfig, driving: Path, out: Path, track_path: Path | 
     return track
 
 
-def look_face(look: Path, cfg: AnimateConfig, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """The look image aligned like FFHQ at ``size`` and its 68 landmarks in aligned pixels (NoFaceError if none)."""
-    image = load_image(look)
-    face = detect_image(image, make_detector(cfg.track.detector), what=f"the look image {look}")
-    quad = ffhq_quad(face.points)
-    return align_crop(image, quad, size).image, to_aligned(face.points, quad, size)
-
-
 # ---------------------------------------------------------------------------------------------- stage 2: targets
 
 
@@ -89,11 +82,14 @@ class Targets:
     fps: float
     audio: str  # driving file to copy audio from ("" for none)
     start: np.ndarray | None = None  # [num_ws, dim] free mode's chosen first-frame start (None: the mean)
+    look_quad: np.ndarray | None = None  # [4, 2] what aligned the look (look-image pixels, FFHQ corner order)
+    faces68: np.ndarray | None = None  # [T, 68, 2] iBUG-68 points of each frame's target: the identity chip
+    base68: np.ndarray | None = None  # [68, 2] the same of the base face (the look or the start face)
 
     def save(self, path: Path) -> None:
         arrays = {"centres": self.centres, "sides": self.sides, "quads": self.quads,
                   "fps": np.float64(self.fps), "audio": np.array(self.audio)}
-        for name in ("points", "look", "start"):
+        for name in ("points", "look", "start", "look_quad", "faces68", "base68"):
             if getattr(self, name) is not None:
                 arrays[name] = getattr(self, name)
         atomic.save_npz(path, **arrays)
@@ -102,7 +98,7 @@ class Targets:
     def load(cls, path: Path) -> Targets:
         with np.load(path) as z:
             return cls(z["centres"], z["sides"], z.get("points"), z.get("look"), z["quads"], float(z["fps"]),
-                       str(z["audio"]), z.get("start"))
+                       str(z["audio"]), z.get("start"), z.get("look_quad"), z.get("faces68"), z.get("base68"))
 
 
 def _framing(obj: LandmarkObjective, boxes: np.ndarray, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
@@ -134,9 +130,8 @@ def driver_points(net: LandmarkNet, driving: Path, start: int, quads: np.ndarray
 
 
 def build_targets(cfg: AnimateConfig, nets: Networks, obj: LandmarkObjective, track: FaceTrack, driving: Path,
-                  look: tuple[np.ndarray, np.ndarray] | None, device: torch.device, progress: bool = False) -> Targets:
-    """Stage 2 (see the module docstring). ``look``: the aligned look image and its 68 landmarks
-    (keep-identity mode)."""
+                  look: LookFace | None, device: torch.device, progress: bool = False) -> Targets:
+    """Stage 2 (see the module docstring). ``look``: the framed look (keep-identity mode)."""
     size = nets.generator.img_resolution
     quads = np.asarray(track.quads, dtype=np.float64)
     landmarks = np.asarray(track.landmarks, dtype=np.float64)
@@ -144,10 +139,10 @@ def build_targets(cfg: AnimateConfig, nets: Networks, obj: LandmarkObjective, tr
     aligned_lm = to_aligned(landmarks, quads, size)
     boxes = box_from_points(torch.as_tensor(aligned_lm, dtype=torch.float32)).numpy()
     centres, sides = _framing(obj, boxes, device)
-    look_img = look_box = None
+    base_points = None  # [1, P, 2]: the landmark net's points of the base face
     if look is not None:
-        look_img, look_lm = look
-        look_box = box_from_points(torch.as_tensor(look_lm[None], dtype=torch.float32)).numpy()
+        look_centre, look_side, base_points = net_points(obj, to_unit(to_tensor(look.image, device)), look.points,
+                                                         device)
     points = start_latent = None
     if cfg.landmarks.form == "relative":
         driver = driver_points(obj.net, driving, cfg.start, quads, centres, sides, size, device)
@@ -160,19 +155,23 @@ def build_targets(cfg: AnimateConfig, nets: Networks, obj: LandmarkObjective, tr
         if ref >= t_count:
             raise ConfigError(f"landmarks.reference: frame {ref} is outside the {t_count} frames of this run")
         if cfg.mode == "keep-identity":
-            assert look_img is not None and look_box is not None
-            base_centre, base_side = _framing(obj, look_box, device)
-            base_image = to_unit(to_tensor(look_img, device))
-            bc, bs = torch.as_tensor(base_centre, device=device), torch.as_tensor(base_side, device=device)
-            base = obj.points(base_image, bc, bs)[0].cpu().numpy()
+            assert look is not None and base_points is not None
+            base_centre, base_side = look_centre.cpu().numpy(), look_side.cpu().numpy()
         else:  # free: the generator's start face (rendered before any noise is optimised)
             face = choose_start_face(cfg, nets.generator, obj, driver, ref, centres[ref:ref + 1], sides[ref:ref + 1],
                                      device, progress)
             start_latent = face.latent
-            base_centre, base_side, base = face.centre.cpu().numpy(), face.side.cpu().numpy(), face.points.cpu().numpy()
-        points = relative_motion(driver, base, ref, groups=groups,
+            base_centre, base_side, base_points = face.centre.cpu().numpy(), face.side.cpu().numpy(), face.points[None]
+        points = relative_motion(driver, base_points[0].cpu().numpy(), ref, groups=groups,
                                  strength=cfg.landmarks.strength).astype(np.float32)
         centres = np.repeat(base_centre, t_count, axis=0)
         sides = np.repeat(base_side, t_count, axis=0)
-    return Targets(centres.astype(np.float32), sides.astype(np.float32), points, look_img, quads.astype(np.float32),
-                   float(track.fps), str(driving), None if start_latent is None else start_latent.cpu().numpy())
+    faces68 = base68 = None
+    if base_points is not None and getattr(obj.net, "ibug68", None) is not None:
+        base68 = face68(obj, base_points)[0].cpu().numpy()
+        faces68 = (face68(obj, torch.from_numpy(points)).numpy() if points is not None
+                   else np.repeat(base68[None], t_count, axis=0))
+    return Targets(centres.astype(np.float32), sides.astype(np.float32), points,
+                   None if look is None else look.image, quads.astype(np.float32), float(track.fps), str(driving),
+                   None if start_latent is None else start_latent.cpu().numpy(),
+                   None if look is None else look.quad, faces68, base68)

@@ -10,13 +10,13 @@ import click
 import stylepuppet
 from stylepuppet.cli.options import setting_keys, setting_options
 from stylepuppet.config import PRESETS, resolve_config
-from stylepuppet.errors import UntrainedWarning
+from stylepuppet.errors import LookWarning, UntrainedWarning
 
 
 def echo_warnings(caught: list[warnings.WarningMessage]) -> None:
-    """Untrained-network warnings as one loud line each on stderr; other warnings as Python shows them."""
+    """Untrained-network and look warnings as one loud line each on stderr; other warnings as Python shows them."""
     for w in caught:
-        if issubclass(w.category, UntrainedWarning):
+        if issubclass(w.category, (UntrainedWarning, LookWarning)):
             click.secho(f"WARNING: {w.message}", err=True, fg="red", bold=True)
         else:
             click.echo(warnings.formatwarning(w.message, w.category, w.filename, w.lineno), err=True, nl=False)
@@ -31,14 +31,18 @@ def echo_warnings(caught: list[warnings.WarningMessage]) -> None:
               help="TOML file of settings (over the preset; the options below override it).")
 @setting_options
 @click.option("--track", "track_file", type=click.Path(path_type=Path), help="Reuse a track.npz of the driving video.")
+@click.option("--look-latent", type=click.Path(path_type=Path),
+              help="Reuse the look's projection (look_latent.npz of `stylepuppet project` or of a run).")
 @click.option("--restart", is_flag=True, help="Discard a saved run in OUT and start over.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("-o", "--out", required=True, type=click.Path(path_type=Path), help="Output folder.")
 def animate_command(look: Path | None, driving: Path, preset: str | None, config_file: Path | None,
-                    track_file: Path | None, restart: bool, quiet: bool, out: Path, **options: object) -> None:
+                    track_file: Path | None, look_latent: Path | None, restart: bool, quiet: bool, out: Path,
+                    **options: object) -> None:
     """Animate a face with the facial motion of a DRIVING video.
 
-    Writes OUT/animation.mp4, OUT/side_by_side.mp4, OUT/latents.npz and OUT/config.json; running the
+    Writes OUT/animation.mp4, OUT/side_by_side.mp4, OUT/latents.npz and OUT/config.json (in
+    keep-identity mode also the look's projection, as `stylepuppet project` writes it); running the
     same command again resumes an interrupted run. Each option after --config sets the setting named
     in brackets, which a --config file can set too.
     """
@@ -47,8 +51,8 @@ def animate_command(look: Path | None, driving: Path, preset: str | None, config
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            result = stylepuppet.animate(driving, out, look=look, config=cfg, track=track_file, restart=restart,
-                                         progress=not quiet)
+            result = stylepuppet.animate(driving, out, look=look, config=cfg, track=track_file,
+                                         look_latent=look_latent, restart=restart, progress=not quiet)
         finally:
             echo_warnings(caught)
     click.echo(result.summary())

@@ -26,9 +26,12 @@ class StyleGAN2Latents:
     ``stats`` is the result of :func:`stylepuppet.generators.latent_stats.latent_stats` (computed on first
     use when not given): its ``w_std`` is the exploration-noise scale, and its sampled mean replaces
     ``mapping.w_avg`` when that buffer was never trained (all zeros, as in a randomly initialised net).
+    ``ffhq_aligned``: NVIDIA's face networks (FFHQ, MetFaces) draw faces framed by FFHQ's alignment, so a look
+    image is aligned that way for them (:mod:`stylepuppet.animation.look`).
     """
 
     supports_wplus = True
+    ffhq_aligned = True
 
     def __init__(self, G: Generator, space: str = "w+", stats: Any = None) -> None:
         if space not in SPACES:

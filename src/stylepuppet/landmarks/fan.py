@@ -112,6 +112,7 @@ class FAN(LandmarkNet):
     num_points = NUM_POINTS
     groups: ClassVar[dict[str, np.ndarray]] = {name: np.arange(r.start, r.stop) for name, r in GROUPS.items()}
     mirror: ClassVar[np.ndarray] = MIRROR
+    ibug68: ClassVar[np.ndarray] = np.arange(NUM_POINTS)
 
     def __init__(self, num_modules: int = 4, width: int = 256) -> None:
         super().__init__()

@@ -168,6 +168,7 @@ class FaceMesh(LandmarkNet):
         self.groups = {name: np.asarray(idx, dtype=np.int64) for name, idx in MESH_GROUPS.items()}
         # the 478-point model's 10 iris points have no measured mirror pairing (no such model here)
         self.mirror = MESH_MIRROR if self.num_points == NUM_MESH_POINTS else None
+        self.ibug68 = IBUG68_FROM_MESH
         self.point_offset = (0.0 if self.num_points == NUM_MESH_POINTS else -0.5) \
             if point_offset is None else float(point_offset)
         self.description = graph.description

@@ -40,13 +40,15 @@ class LandmarkNet(nn.Module):
     ``groups`` maps the group names of :mod:`stylepuppet.landmarks.scheme` to this net's point indices,
     so group weights such as ``mouth=5`` mean the same for every net. ``mirror`` [num_points] gives
     each point's index on a left-right flipped face (None: unknown), so the loss can also read
-    mirrored crops.
+    mirrored crops. ``ibug68`` [68] gives the net's point standing for each iBUG-68 point (None:
+    none known), so 68-point code (dlib's face chip of the identity term) can read any net.
     """
 
     input_size: int
     num_points: int
     groups: dict[str, np.ndarray]
     mirror: np.ndarray | None = None
+    ibug68: np.ndarray | None = None
 
     def framing(self, box: Tensor) -> tuple[Tensor, Tensor]:
         """Crop centre [N, 2] (x, y) and side [N] in image pixels for face boxes [N, 4] (x1, y1, x2, y2)."""

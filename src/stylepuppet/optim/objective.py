@@ -1,10 +1,11 @@
-"""The landmark term of one frame's objective and its per-frame targets.
+"""The network-backed terms of one frame's objective (landmarks, identity) and its per-frame targets.
 
 What does not change while a frame is optimised — the framing of the face, the target heat maps or
 points — is computed once in a :class:`FrameTargets` and reused by every step. Only the random
 framing jitter (drawn per step from the frame's seeded ``torch.Generator``) varies within a frame.
-The loss itself is :func:`stylepuppet.optim.losses.landmark_loss`; :class:`LandmarkObjective` holds
-the settings of a run (form, group weights, framings) and averages that loss over the framings.
+The landmark loss itself is :func:`stylepuppet.optim.losses.landmark_loss`; :class:`LandmarkObjective`
+holds the settings of a run (form, group weights, framings) and averages that loss over the framings.
+:class:`IdentityObjective` is the face-descriptor distance to a reference face.
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from stylepuppet.config import LandmarkConfig
 from stylepuppet.errors import ConfigError
+from stylepuppet.identity.chip import face_chips
+from stylepuppet.identity.net import IdentityNet, identity_distance
 from stylepuppet.images import to_unit
 from stylepuppet.landmarks.framing import crop_square, jitter_framing
 from stylepuppet.landmarks.net import HeatmapRenderer, LandmarkNet, read_points
@@ -32,6 +36,8 @@ class FrameTargets:
     (precomputed at the plain framing), ``points`` [1, P, 2] (target landmarks in generator-image
     pixels), or, for the heat-map form with framing jitter, ``image`` [1, 3, R, R] in [0, 1] (the
     target heat maps then depend on the per-step framing and are recomputed, without gradient).
+    ``face68`` [1, 68, 2]: where G(w)'s iBUG-68 points should be (generator pixels), which frame the
+    identity term's face chip.
     """
 
     centre: Tensor
@@ -39,6 +45,7 @@ class FrameTargets:
     heatmaps: Tensor | None = None
     points: Tensor | None = None
     image: Tensor | None = None
+    face68: Tensor | None = None
 
 
 class LandmarkObjective:
@@ -138,3 +145,63 @@ class LandmarkObjective:
                                  points=targets.points.expand(n * count, -1, -1),
                                  heatmap_renderer=self.render_heatmaps, flipped=flipped, mirror=self.mirror)
         return loss.view(count, n).mean(dim=0)
+
+
+#: Generator images smaller than this are upscaled (bicubic) before the identity term cuts dlib's face chip,
+#: as the judge upscales outputs before it detects and describes their faces.
+IDENTITY_READ_SIZE = 256
+#: Framings the reference face's descriptor is averaged over (dlib's ``num_jitters``), half of them mirrored.
+REFERENCE_FRAMINGS = 16
+
+
+def identity_view(images01: Tensor, face68: Tensor) -> tuple[Tensor, Tensor]:
+    """Images [N, 3, R, R] in [0, 1] as the identity network reads them (upscaled to at least
+    :data:`IDENTITY_READ_SIZE`) and their iBUG-68 points [N, 68, 2] moved along."""
+    size = images01.shape[-1]
+    if size >= IDENTITY_READ_SIZE:
+        return images01, face68
+    k = IDENTITY_READ_SIZE / size
+    up = F.interpolate(images01, size=(IDENTITY_READ_SIZE, IDENTITY_READ_SIZE), mode="bicubic", align_corners=False)
+    return up, (face68 + 0.5) * k - 0.5
+
+
+class IdentityObjective:
+    """The identity term: distance of G(w)'s face descriptor to a reference face's, in the metric space of a
+    face-recognition network (dlib's ResNet: same person below 0.6).
+
+    G(w)'s face is cut out as dlib cuts it for its network (similarity alignment of the frame's iBUG-68
+    points, :func:`~stylepuppet.identity.chip.face_chips`), at one random framing per step: dlib's own
+    jitter (shift ±2 % of the chip, ±3°, zoom out up to 3 %), mirrored half the time, drawn from the
+    frame's generator. A frame's steps thus see as many framings as steps, at the cost of one chip per step
+    (the ResNet's forward + backward is about as costly as the 64² DCGAN's with four mesh crops): a pattern
+    that one framing reads as the reference's face does not survive the next. The reference descriptor is
+    the mean over :data:`REFERENCE_FRAMINGS` such framings of the reference face.
+    """
+
+    def __init__(self, net: IdentityNet, reference: Tensor) -> None:
+        self.net = net
+        self.reference = reference
+
+    @classmethod
+    @torch.no_grad()
+    def of_face(cls, net: IdentityNet, images01: Tensor, face68: Tensor, seed: int = 0) -> IdentityObjective:
+        """The term with the reference face of images [1, 3, R, R] in [0, 1], iBUG-68 points [1, 68, 2]."""
+        image, points = identity_view(images01, face68)
+        reference = net.descriptor(image, points, jitter=REFERENCE_FRAMINGS // 2,
+                                   generator=torch.Generator().manual_seed(seed), mirror=True)
+        return cls(net, reference)
+
+    def descriptors(self, images01: Tensor, face68: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Descriptors [N, 128] of images [N, 3, R, R] in [0, 1] framed by ``face68`` [N | 1, 68, 2]: dlib's own
+        framing, or one random framing each when a generator is given."""
+        image, points = identity_view(images01, face68.expand(images01.shape[0], -1, -1))
+        chips = face_chips(image, points, jitter=1 if generator is not None else 0, generator=generator,
+                           size=self.net.net.chip_size)
+        if generator is not None:
+            flip = torch.rand(chips.shape[0], generator=generator) < 0.5
+            chips = torch.where(flip.to(chips.device)[:, None, None, None], chips.flip(-1), chips)
+        return self.net.net(chips)
+
+    def __call__(self, images: Tensor, face68: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Distance [N] of G(w) images [N, 3, R, R] in [-1, 1] to the reference (see the class docstring)."""
+        return identity_distance(self.descriptors(to_unit(images), face68, generator), self.reference)

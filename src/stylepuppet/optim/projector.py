@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from stylepuppet.config import LossWeights, Schedule
 from stylepuppet.generators.interface import LatentGenerator
 from stylepuppet.optim import losses
-from stylepuppet.optim.objective import FrameTargets, LandmarkObjective
+from stylepuppet.optim.objective import FrameTargets, IdentityObjective, LandmarkObjective
 from stylepuppet.perceptual.look import LookMetric
 
 StepCallback = Callable[[int, int, dict[str, float]], None]
@@ -106,16 +106,18 @@ class FrameResult:
 class Projector:
     """Projects frames one at a time into a :class:`LatentGenerator`'s latent space.
 
-    ``landmark`` and ``look`` are the network-backed terms (``look`` with its prepared target, or
+    ``landmark``, ``look`` and ``identity`` are the network-backed terms (``look`` with its prepared target, or
     None in free mode); terms with λ = 0 are not computed at all.
     """
 
     def __init__(self, generator: LatentGenerator, landmark: LandmarkObjective | None, weights: LossWeights,
-                 schedule: Schedule, *, look: LookMetric | None = None, look_target: Any = None, seed: int = 0,
-                 anchor: Tensor | None = None, device: str | torch.device = "cpu") -> None:
+                 schedule: Schedule, *, look: LookMetric | None = None, look_target: Any = None,
+                 identity: IdentityObjective | None = None, seed: int = 0, anchor: Tensor | None = None,
+                 device: str | torch.device = "cpu") -> None:
         self.G = generator
         self.landmark = landmark if weights.landmark > 0 else None
         self.look = look if weights.look > 0 else None
+        self.identity = identity if weights.identity > 0 else None
         if self.look is not None and look_target is None:
             raise ValueError("a look metric needs its prepared target (look.prepare(image))")
         self.look_target = look_target
@@ -124,7 +126,8 @@ class Projector:
         self.seed = seed
         self.device = torch.device(device)
         # Frame 0 starts here and the fidelity term pulls here: the generator's mean latent, or a chosen
-        # ``anchor`` [num_ws or 1, dim] (e.g. the best of many random faces in free mode).
+        # ``anchor`` [num_ws or 1, dim] (the best of many random faces in free mode, the projected look in
+        # keep-identity mode).
         mean = generator.mean_latent() if anchor is None else anchor
         self.mean = mean.detach().to(self.device, torch.float32).reshape(1, -1, generator.latent_dim)
         self.latent_std = float(generator.latent_std())
@@ -139,7 +142,8 @@ class Projector:
     def _networks(self) -> list[nn.Module]:
         """The modules behind the generator and the network-backed terms (their own or held one level down)."""
         found: list[nn.Module] = []
-        for holder in (self.G, getattr(self.landmark, "net", None), getattr(self.look, "metric", None)):
+        for holder in (self.G, getattr(self.landmark, "net", None), getattr(self.look, "metric", None),
+                       getattr(self.identity, "net", None)):
             if isinstance(holder, nn.Module):
                 found.append(holder)
             elif holder is not None:
@@ -156,6 +160,9 @@ class Projector:
             terms["landmark"] = self.landmark(images, targets, generator).mean()
         if self.look is not None:
             terms["look"] = self.look(self.look_target, images).mean()
+        if self.identity is not None:
+            assert targets.face68 is not None, "the identity term needs the frame's iBUG-68 points"
+            terms["identity"] = self.identity(images, targets.face68, generator).mean()
         if prev is not None and self.weights.smoothness > 0:
             terms["smoothness"] = losses.smoothness(w, prev).mean()
         if self.weights.fidelity > 0:
@@ -194,13 +201,16 @@ class Projector:
     # ------------------------------------------------------------------ one frame
 
     def project(self, index: int, targets: FrameTargets, prev: Tensor | None = None, *, init: Tensor | None = None,
-                on_step: StepCallback | None = None, report_every: int = 10) -> FrameResult:
-        """Optimise frame ``index`` (0 = the first frame of the run: mean start, noise optimised).
+                first: bool | None = None, on_step: StepCallback | None = None,
+                report_every: int = 10) -> FrameResult:
+        """Optimise frame ``index`` (0 = the first frame of the run: anchor start, noise optimised).
 
         ``prev``: the previous frame's latent (smoothness term; default start). ``init`` overrides the
-        start latent (e.g. a prediction from the last two frames).
+        start latent (e.g. a prediction from the last two frames). ``first``: whether this projection runs
+        ``steps_first`` steps and optimises the noise (default: frame 0 does; False when the look's
+        projection already did).
         """
-        first = index == 0
+        first = index == 0 if first is None else first
         rng = frame_generator(self.seed, index)
         schedule = self.schedule
         steps = schedule.steps_first if first else schedule.steps
