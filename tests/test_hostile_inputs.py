@@ -483,6 +483,16 @@ def test_a_track_of_another_clip_or_window_is_refused(earlier, d3_track, media_d
     assert snapshot(earlier) == before
 
 
+def test_a_restart_replaces_the_earlier_run_once_it_has_its_own(earlier, d3_track, media_dir, capsys):
+    before = snapshot(earlier)
+    assert run(again(media_dir, earlier, "--restart", "--seed", "3", "--track", d3_track)) == 0, capsys.readouterr()
+    after = snapshot(earlier)
+    assert "track.npz" not in after  # the given track replaces the earlier run's
+    assert all(after[name] != before[name] for name in ("animation.mp4", "latents.npz", "config.json", "state.npz",
+                                                         "targets.npz", "state-frames/000000.npz"))
+    assert not any(name.startswith(".") for name in after)
+
+
 def test_a_track_named_but_missing_is_one_line(earlier, media_dir, tmp_path, capsys):
     fails_in_one_line(capsys, again(media_dir, earlier, "--track", tmp_path / "none.npz"), "track file not found")
 

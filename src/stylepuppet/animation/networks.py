@@ -1,11 +1,12 @@
 """The networks an animation run needs, loaded from a config, with the ``--untrained`` substitution.
 
-A network given by a file path, or a registry name whose file is cached (or downloadable), is
-always loaded as it is. Only when a registry name cannot be resolved *and* ``untrained`` is set is a
-randomly initialised network of the same kind substituted (seeded, so a resumed run rebuilds the
-very same one), and its name recorded so the caller can warn loudly and stamp the output.
-``untrained_size = "tiny"`` substitutes small architectures (fast enough for tests and CI);
-``"full"`` the real ones.
+Every weights file a run needs is found first (:func:`resolve_weights`), so one error names all the
+missing ones. A network given by a file path, or a registry name whose file is cached (or
+downloadable), is always loaded as it is. Only when a registry name cannot be resolved *and*
+``untrained`` is set is a randomly initialised network of the same kind substituted (seeded, so a
+resumed run rebuilds the very same one), and its name recorded so the caller can warn loudly and
+stamp the output. ``untrained_size = "tiny"`` substitutes small architectures (fast enough for tests
+and CI); ``"full"`` the real ones.
 """
 
 from __future__ import annotations
