@@ -398,6 +398,19 @@ def test_a_second_run_into_a_busy_folder_stops_naming_the_first(cache, media_dir
         first.wait()
 
 
+def test_a_run_terminated_before_its_first_frame_leaves_no_folder(cache, media_dir, tmp_path):
+    out = tmp_path / "terminated"
+    command = [sys.executable, "-m", "stylepuppet", *again(media_dir, out, "--steps-first", "100000")]
+    first = subprocess.Popen(command, env=subprocess_env(cache), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             text=True)
+    _wait_for(lambda: (out / ".stylepuppet.lock").is_file() and (out / ".stylepuppet.lock").stat().st_size > 0,
+              first)
+    time.sleep(3)  # into the tracking or the first frame
+    first.terminate()
+    assert first.wait(timeout=120) == 128 + 15 and "Traceback" not in first.stderr.read()
+    assert not out.exists()
+
+
 def test_hidden_temporary_files_of_a_killed_run_are_removed_by_the_next(earlier, media_dir, capsys):
     stale = [earlier / ".latents.npz.k3j2h1a0.npz", earlier / ".animation.mp4.x9y8z7w6.tmp.mp4",
              earlier / "state-frames" / ".000001.npz.q1w2e3r4.npz"]
