@@ -54,6 +54,8 @@ UntrainedSize = Literal["tiny", "full"]
 Detector = Literal["dlib", "fan"]
 
 PRESETS = ("seed", "fast", "keep-identity", "free", "quick")
+#: Seeds are numpy RandomState seeds (NVIDIA's choice for z), which take [0, 2**32).
+MAX_SEED = 2**32 - 1
 
 
 def _spec(default: Any = dataclasses.MISSING, *, lo: float | None = None, hi: float | None = None,
@@ -228,7 +230,7 @@ class AnimateConfig:
     start_rehearsal: int = _spec(0, lo=0, hi=64, flag="start-rehearsal",
                                  help="Free mode: the best N start faces rehearse the driver's most expressive frame; "
                                       "the one that follows furthest starts (0 or 1: no rehearsal).")
-    seed: int = _spec(0, lo=0, flag="seed", help="Random seed (runs are deterministic on CPU).")
+    seed: int = _spec(0, lo=0, hi=MAX_SEED, flag="seed", help="Random seed (runs are deterministic on CPU).")
     device: Device = _spec("cpu", flag="device", help="Device the networks run on.")
     start: int = _spec(0, lo=0, flag="start", help="First driving frame.")
     end: int | None = _spec(None, lo=1, flag="end", help="Driving frame to stop before.")
@@ -250,6 +252,13 @@ class AnimateConfig:
                               "compare = 'coords', or net = 'fan'")
         if self.end is not None and self.end <= self.start:
             raise ConfigError(f"end: must be greater than start ({self.start}), got {self.end}")
+        steering = {"landmark": self.loss.landmark, "fidelity": self.loss.fidelity}
+        if self.mode == "keep-identity":
+            steering["look"] = self.loss.look
+        if not any(steering.values()):
+            names = ", ".join(f"loss.{name}" for name in steering)
+            raise ConfigError(f"{names} are all 0: nothing steers the first frame, so there is nothing to optimise; "
+                              "set --lambda-landmark above 0")
 
     @property
     def frame_count_limit(self) -> int | None:
@@ -340,11 +349,16 @@ def _check_value(key: str, f: dataclasses.Field, value: Any) -> None:
         return
     lo, hi, above = f.metadata.get("lo"), f.metadata.get("hi"), f.metadata.get("above")
     if lo is not None and value < lo:
-        raise ConfigError(f"{key}: must be >= {lo:g}, got {value!r}")
+        raise ConfigError(f"{key}: must be >= {_number(lo)}, got {value!r}")
     if hi is not None and value > hi:
-        raise ConfigError(f"{key}: must be <= {hi:g}, got {value!r}")
+        raise ConfigError(f"{key}: must be <= {_number(hi)}, got {value!r}")
     if above is not None and not value > above:
-        raise ConfigError(f"{key}: must be > {above:g}, got {value!r}")
+        raise ConfigError(f"{key}: must be > {_number(above)}, got {value!r}")
+
+
+def _number(bound: float) -> str:
+    """A bound for a message: integers in full (a seed's 4294967295), other numbers short."""
+    return str(bound) if isinstance(bound, int) else f"{bound:g}"
 
 
 def _check_dataclass(obj: Any, prefix: str) -> None:

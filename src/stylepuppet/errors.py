@@ -17,6 +17,19 @@ class MediaError(StylePuppetError):
     """A video or image cannot be read or written."""
 
 
+class OutputError(StylePuppetError, OSError):
+    """A file or folder cannot be written (full disk, no permission, a file in the way); what was there before
+    is left as it was. Also an OSError carrying the original ``errno`` and ``strerror``, so code that handles
+    OSErrors still does."""
+
+    def __str__(self) -> str:  # the message, not OSError's "[Errno n] ..." rendering of errno and strerror
+        return str(self.args[0]) if self.args else super().__str__()
+
+
+class FolderInUseError(StylePuppetError):
+    """Another process is running in the output folder."""
+
+
 class NoFaceError(StylePuppetError):
     """No face was found where one is needed."""
 

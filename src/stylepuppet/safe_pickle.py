@@ -20,6 +20,7 @@ import io
 import pickle
 import re
 import warnings
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import Any, BinaryIO
 
 import torch
 
+from stylepuppet import safe_zip
 from stylepuppet.errors import UnsafePickleError, WeightsError
 
 #: Gives the object a pickle receives for the global ``(module, name)`` it asked for.
@@ -42,6 +44,18 @@ def fresh(make: Callable[[], Any]) -> Provider:
     """A provider that hands out a new object made by ``make`` at every lookup, so a pickle that sets
     attributes on what it was given (BUILD) changes nothing beyond that one object."""
     return lambda module, name: make()
+
+
+def calling(func: Callable[..., Any]) -> Provider:
+    """A provider that hands out a new function passing its arguments to ``func``, so a pickle that sets
+    attributes (``__defaults__``, ...) on what it was given never reaches ``func`` itself."""
+    return fresh(lambda: lambda *args, **kwargs: func(*args, **kwargs))
+
+
+def subclass(cls: type) -> Provider:
+    """A provider that hands out a new subclass of ``cls`` (instances are still ``cls`` instances), so a pickle
+    that sets attributes on the class it was given never changes ``cls`` for the rest of the process."""
+    return fresh(lambda: type(cls.__name__, (cls,), {"__module__": cls.__module__}))
 
 
 @dataclass(frozen=True)
@@ -116,11 +130,23 @@ def torch_load(source: str | Path | bytes, *, what: str, classes: Sequence[type]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TypedStorage deprecations of legacy files
         try:
+            _check_archive_sizes(source, what)
             with _torch_safe_globals(*classes):
                 return torch.load(io.BytesIO(source) if isinstance(source, bytes) else source, map_location="cpu",
                                   weights_only=True)
+        except WeightsError:
+            raise
         except Exception as exc:
             raise torch_load_error(what, exc) from None
+
+
+def _check_archive_sizes(source: str | Path | bytes, what: str) -> None:
+    """Refuse a zip-format torch file whose members would unpack to more than :mod:`~stylepuppet.safe_zip` allows
+    (``torch.load`` unpacks each member to the size its header announces)."""
+    file = io.BytesIO(source) if isinstance(source, bytes) else source
+    if zipfile.is_zipfile(file):
+        with zipfile.ZipFile(file) as zf:
+            safe_zip.check_sizes(zf, what)
 
 
 def state_dict(obj: Any, nested: Sequence[str] = ("state_dict",)) -> dict[str, Any] | None:

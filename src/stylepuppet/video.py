@@ -7,6 +7,7 @@ numpy uint8 arrays [H, W, 3] in RGB order; sizes are (width, height).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import tempfile
@@ -19,7 +20,7 @@ import av
 import numpy as np
 from PIL import Image, ImageOps
 
-from stylepuppet.atomic import plain_file_mode
+from stylepuppet.atomic import plain_file_mode, temp_prefix
 from stylepuppet.errors import MediaError
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "FrameSource",
     "VideoInfo",
     "VideoWriter",
+    "content_digest",
     "frame_rate",
     "image_to_rgb",
     "load_image",
@@ -120,6 +122,23 @@ class VideoInfo:
     size: tuple[int, int]
     num_frames: int
     has_audio: bool
+
+
+def content_digest(source: str | os.PathLike[str]) -> str:
+    """sha256 of a file's bytes, or of a folder's files (an image-folder clip) by name, in name order: what
+    identifies a clip, a look image or a track file whatever its path."""
+    path = Path(source)
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    try:
+        for f in files:
+            h.update(f.name.encode())
+            with f.open("rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+    except OSError as exc:
+        raise MediaError(f"cannot read {path} ({_reason(exc)}); check the path") from None
+    return h.hexdigest()
 
 
 def probe(source: str | os.PathLike[str], *, fps: float | None = None) -> VideoInfo:
@@ -425,7 +444,7 @@ def _temp_path(path: Path, suffix: str) -> Path:
     """A fresh hidden name beside `path` (creating its folder), so the final os.replace stays on one filesystem."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+        handle, name = tempfile.mkstemp(prefix=temp_prefix(path), suffix=f".tmp{suffix}", dir=path.parent)
     except OSError as exc:
         raise MediaError(f"cannot write in {path.parent} ({_reason(exc)}); choose a writable folder") from None
     os.close(handle)
@@ -627,6 +646,9 @@ class VideoWriter:
         audio_start: float = 0.0,
     ) -> None:
         self.path = Path(path)
+        if self.path.is_dir():
+            raise MediaError(f"{self.path} is a folder; give the name of the video file to write, e.g. "
+                             f"{self.path / 'video.mp4'}")
         self.rate = frame_rate(fps)
         self.fps = float(self.rate)
         self.crf = int(crf)

@@ -16,7 +16,6 @@ next attempt; a hash mismatch deletes it.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import http.client
 import json
@@ -24,11 +23,9 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,6 +35,7 @@ from tqdm import tqdm
 
 from stylepuppet import atomic
 from stylepuppet.errors import WeightsError
+from stylepuppet.lock import exclusive
 
 CACHE_ENV = "STYLEPUPPET_CACHE"
 #: Seconds a connection attempt or a single read may stall before the download gives up.
@@ -295,23 +293,6 @@ def _reason(exc: BaseException) -> str:
     return str(text).splitlines()[0]
 
 
-@contextlib.contextmanager
-def _exclusive(lock: Path) -> Iterator[None]:
-    """Serialise downloads of one file across processes (where the platform has flock)."""
-    try:
-        import fcntl  # noqa: PLC0415 - not on Windows: there the lock is skipped
-    except ImportError:  # Windows: concurrent downloads of the same file are not guarded
-        yield
-        return
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _open(url: str, offset: int, validator: str | None) -> http.client.HTTPResponse:
     """GET ``url`` from byte ``offset``; with ``If-Range`` the server sends the whole file (200) if it changed."""
     headers = {"User-Agent": "stylepuppet (weights download)"}
@@ -389,6 +370,8 @@ def _transfer(entry: WeightsEntry, dest: Path, part: Path, progress: bool) -> No
                 atomic.write_text(_part_meta(part), json.dumps({"url": entry.url, "validator": validator}))
             else:
                 _part_meta(part).unlink(missing_ok=True)
+        if entry.size is not None and total is not None and total > entry.size:
+            raise _oversized(entry, part, total)
         done = offset
         bar = tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024, desc=entry.filename,
                    disable=None if progress else True, leave=False)
@@ -398,12 +381,23 @@ def _transfer(entry: WeightsEntry, dest: Path, part: Path, progress: bool) -> No
                     out.write(chunk)
                     done += len(chunk)
                     bar.update(len(chunk))
+                    if entry.size is not None and done > entry.size:
+                        raise _oversized(entry, part, done)
         except (OSError, http.client.HTTPException) as exc:
             raise _stopped(entry, part, done, total, _reason(exc)) from None
         finally:
             bar.close()
     if total is not None and done != total:
         raise _stopped(entry, part, done, total, "the connection closed early")
+
+
+def _oversized(entry: WeightsEntry, part: Path, size: int) -> WeightsError:
+    """The error for a download larger than its published size (stopped at once; what arrived is deleted)."""
+    part.unlink(missing_ok=True)
+    _part_meta(part).unlink(missing_ok=True)
+    return WeightsError(f"the download of {entry.name} from {entry.url} is larger than its published size "
+                        f"({size} bytes or more, published {entry.size}); stopped and deleted it; the server does "
+                        "not serve the published file")
 
 
 def _stopped(entry: WeightsEntry, part: Path, done: int, total: int | None, reason: str) -> WeightsError:
@@ -418,7 +412,7 @@ def download(entry: WeightsEntry, *, progress: bool = True) -> Path:
     part = part_path(dest)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        with _exclusive(dest.with_name(f".{dest.name}.lock")):
+        with exclusive(dest.with_name(f".{dest.name}.lock")):
             return _download_locked(entry, dest, part, progress)
     except OSError as exc:
         raise _unwritable(dest.parent, exc) from None
@@ -458,8 +452,8 @@ def lookup(name: str) -> WeightsEntry:
 
 
 def fetch(name: str, *, progress: bool = True) -> Path:
-    """The verified cached file of registry entry ``name``, downloading it first if needed."""
-    entry = lookup(name)
+    """The verified cached file of registry entry ``name`` (or of an http(s) URL), downloading it first if needed."""
+    entry = url_entry(name) if _is_url(name) else lookup(name)
     dest = cache_path(entry)
     return _require_verified(entry, dest) if dest.exists() else download(entry, progress=progress)
 
@@ -513,17 +507,30 @@ def verify(name: str) -> VerifyResult:
 
 
 def verify_cached() -> list[VerifyResult]:
-    """Check every cached registry file and every file cached from a URL."""
-    results = [check_file(e, cache_path(e)) for e in REGISTRY.values() if cache_path(e).is_file()]
+    """Check every cached registry file and every file cached from a URL; a file whose check fails (an
+    unreadable hash record, say) is reported as bad and the others are still checked."""
+    results = [_checked(e, cache_path(e)) for e in REGISTRY.values() if cache_path(e).is_file()]
     url_dir = cache_dir() / "url"
     if url_dir.is_dir():
         for path in sorted(url_dir.iterdir()):
             if not path.is_file() or path.name.endswith((".json", ".part", ".lock")) or path.name.startswith("."):
                 continue
-            rec = read_record(path)
+            try:
+                rec = read_record(path)
+            except WeightsError as exc:
+                results.append(VerifyResult(path.name, path, "bad", "", str(exc)))
+                continue
             url = str(rec.get("url") or "") if rec else ""
-            results.append(check_file(url_entry(url) if url else _orphan(path), path))
+            results.append(_checked(url_entry(url) if url else _orphan(path), path))
     return results
+
+
+def _checked(entry: WeightsEntry, path: Path) -> VerifyResult:
+    """:func:`check_file`, with a failure of the check itself reported as a bad result."""
+    try:
+        return check_file(entry, path)
+    except (WeightsError, OSError) as exc:
+        return VerifyResult(entry.name, path, "bad", "", str(exc))
 
 
 def _orphan(path: Path) -> WeightsEntry:
@@ -556,17 +563,12 @@ def identify(sha256: str, size: int, filename: str) -> WeightsEntry:
 
 
 def _copy_verified(src: Path, dest: Path, sha: str) -> None:
-    """Copy atomically (temp file beside ``dest``, then rename), checking the copy has hash ``sha``."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
-    try:
+    """Copy atomically (temp file beside ``dest``, then rename; a plain file's permissions), checking the copy
+    has hash ``sha``."""
+    with atomic.replacing(dest) as tmp:
         shutil.copyfile(src, tmp)
-        if sha256_file(Path(tmp)) != sha:
+        if sha256_file(tmp) != sha:
             raise WeightsError(f"{src} changed while it was copied; import it again")
-        os.replace(tmp, dest)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def import_file(path: str | os.PathLike[str], name: str | None = None) -> ImportResult:

@@ -101,12 +101,12 @@ def test_a_look_latent_round_trips_and_refuses_another_run(tmp_path, monkeypatch
     assert torch.equal(back.latent, LATENT)
     assert back.figures == {"look": 0.1, "identity": 0.2} and back.network == "net.pt"
     assert np.array_equal(back.noise["n8"], np.ones((8, 8)))
-    monkeypatch.setattr(look_module, "file_digest", lambda p: "abc")
+    monkeypatch.setattr(look_module, "content_digest", lambda p: "abc")
     cfg = AnimateConfig(network="net.pt", space="w")
     back.check(cfg, tmp_path / "look.png", path)
     with pytest.raises(ConfigError, match=r"another network \('net.pt' there, 'other.pt' here\)"):
         back.check(AnimateConfig(network="other.pt", space="w"), tmp_path / "look.png", path)
-    monkeypatch.setattr(look_module, "file_digest", lambda p: "def")
+    monkeypatch.setattr(look_module, "content_digest", lambda p: "def")
     with pytest.raises(ConfigError, match="another look image"):
         back.check(cfg, tmp_path / "look.png", path)
     (tmp_path / "bad.npz").write_bytes(b"not an npz")

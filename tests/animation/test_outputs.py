@@ -1,27 +1,13 @@
-"""The run folder's one list of files: a new output is one entry; a restart removes what it lists, not the rest."""
+"""The run folder's one list of files: a new output is one entry, written by every run."""
 
 import dataclasses
 
 import pytest
 
 from stylepuppet.animation import outputs
-from stylepuppet.animation.outputs import OUTPUTS, Output, remove_outputs
+from stylepuppet.animation.outputs import OUTPUTS, Output
 from stylepuppet.animation.run import animate
-from stylepuppet.animation.state import STATE, chunk_folder
 from stylepuppet.config import resolve_config
-
-
-def test_a_restart_removes_the_listed_files_but_a_given_track_and_the_evaluation(tmp_path):
-    for output in OUTPUTS:
-        (tmp_path / output.name).write_bytes(b"old")
-    (tmp_path / STATE).write_bytes(b"old")
-    chunk_folder(tmp_path / STATE).mkdir()
-    (chunk_folder(tmp_path / STATE) / "000000.npz").write_bytes(b"old")
-    (tmp_path / "notes.txt").write_text("mine")
-    remove_outputs(tmp_path, keep=tmp_path / "track.npz")
-    left = sorted(p.name for p in tmp_path.iterdir())
-    assert left == ["evaluation.mp4", "notes.txt", "track.npz"]
-    assert [o.name for o in OUTPUTS if not o.restart_removes] == ["evaluation.mp4"]
 
 
 def test_an_output_added_to_the_list_is_written_by_every_run(media_dir, tmp_path, monkeypatch):

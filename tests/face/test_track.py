@@ -16,6 +16,7 @@ from stylepuppet.face.detect import Box, DlibDetector, FanDetector
 from stylepuppet.face.metrics import eye_centres
 from stylepuppet.face.smoothing import NO_SMOOTHING, SmoothingSettings
 from stylepuppet.face.track import (
+    MADE_FROM_KEYS,
     TRACK_KEYS,
     FaceTrack,
     aligned_frames,
@@ -119,7 +120,7 @@ def test_zero_smoothing_leaves_the_raw_track(d3_track: FaceTrack) -> None:
 def test_save_and_load_round_trip(tmp_path: Path, d0_track: FaceTrack) -> None:
     path = d0_track.save(tmp_path / "track.npz")
     with np.load(path) as data:
-        assert sorted(data.files) == sorted(TRACK_KEYS)
+        assert sorted(data.files) == sorted(TRACK_KEYS + MADE_FROM_KEYS)
         assert data["landmarks_raw"].dtype == np.float32 and data["detected"].dtype == bool
         assert tuple(data["size"]) == (512, 512)
     loaded = FaceTrack.load(path)
@@ -127,6 +128,7 @@ def test_save_and_load_round_trip(tmp_path: Path, d0_track: FaceTrack) -> None:
     np.testing.assert_array_equal(loaded.quads, d0_track.quads)
     assert loaded.summary() == d0_track.summary()
     assert loaded.smoothing == d0_track.smoothing
+    assert (loaded.source_digest, loaded.start) == (d0_track.source_digest, 0) and len(loaded.source_digest) == 64
     assert [p.name for p in tmp_path.iterdir()] == ["track.npz"]  # no temp file left behind
     assert path.stat().st_mode & 0o044  # readable by others like any file (umask permitting), not 0600
     nested = d0_track.save(tmp_path / "new" / "folder" / "t.npz")

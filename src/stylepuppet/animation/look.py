@@ -32,7 +32,7 @@ from torch import Tensor
 
 from stylepuppet import atomic, weights
 from stylepuppet.animation.networks import Networks
-from stylepuppet.animation.state import file_digest, snapshot_noise
+from stylepuppet.animation.state import snapshot_noise
 from stylepuppet.config import AnimateConfig
 from stylepuppet.errors import ConfigError, LookWarning, MediaError
 from stylepuppet.face.align import align_crop, ffhq_quad, to_aligned
@@ -44,7 +44,7 @@ from stylepuppet.landmarks.framing import box_from_points
 from stylepuppet.landmarks.scheme import GROUPS
 from stylepuppet.optim.objective import FrameTargets, IdentityObjective, LandmarkObjective
 from stylepuppet.optim.projector import Projector, StepCallback
-from stylepuppet.video import load_image
+from stylepuppet.video import content_digest, load_image
 
 #: Random faces whose mean landmark layout frames the look for a generator not aligned like FFHQ.
 LAYOUT_SAMPLES = 128
@@ -188,7 +188,7 @@ class LookLatent:
     def check(self, cfg: AnimateConfig, look: Path, path: Path) -> None:
         """ConfigError unless this projection is of ``look`` with the run's generator and space."""
         theirs = (self.network, self.space, self.look_digest)
-        ours = (cfg.network, cfg.space, file_digest(look))
+        ours = (cfg.network, cfg.space, content_digest(look))
         names = ("network", "space", "look image")
         wrong = [f"{n} ({a!r} there, {b!r} here)" if n != "look image" else n
                  for n, a, b in zip(names, theirs, ours) if a != b]
@@ -257,7 +257,7 @@ def project_look(cfg: AnimateConfig, nets: Networks, obj: LandmarkObjective, loo
         with torch.no_grad():
             figures["identity"] = float(identity(generator.render(result.latent[None].to(device)), chip)[0])
     latent = LookLatent(result.latent, snapshot_noise(generator), figures, cfg.network, cfg.space,
-                        file_digest(look_file))
+                        content_digest(look_file))
     warn_if_undrawable(latent)
     return latent
 

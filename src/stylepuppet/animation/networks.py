@@ -1,11 +1,12 @@
 """The networks an animation run needs, loaded from a config, with the ``--untrained`` substitution.
 
-A network given by a file path, or a registry name whose file is cached (or downloadable), is
-always loaded as it is. Only when a registry name cannot be resolved *and* ``untrained`` is set is a
-randomly initialised network of the same kind substituted (seeded, so a resumed run rebuilds the
-very same one), and its name recorded so the caller can warn loudly and stamp the output.
-``untrained_size = "tiny"`` substitutes small architectures (fast enough for tests and CI);
-``"full"`` the real ones.
+Every weights file a run needs is found first (:func:`resolve_weights`), so one error names all the
+missing ones. A network given by a file path, or a registry name whose file is cached (or
+downloadable), is always loaded as it is. Only when a registry name cannot be resolved *and*
+``untrained`` is set is a randomly initialised network of the same kind substituted (seeded, so a
+resumed run rebuilds the very same one), and its name recorded so the caller can warn loudly and
+stamp the output. ``untrained_size = "tiny"`` substitutes small architectures (fast enough for tests
+and CI); ``"full"`` the real ones.
 """
 
 from __future__ import annotations
@@ -65,22 +66,52 @@ def warn_untrained(names: list[str]) -> None:
                   "UNTRAINED and shows no real face", UntrainedWarning, stacklevel=3)
 
 
-def _resolve_or_untrained(source: str, kind: str, untrained: bool, names: list[str], what: str,
-                          build: Callable[[], T], load: Callable[[Path], T]) -> T:
-    try:
-        path = weights.resolve(source, kind=kind)
-    except WeightsError:
-        if not untrained or weights.looks_like_path(source) or source not in weights.REGISTRY:
-            raise
-        names.append(f"{what} ({source})")
-        return build()
-    return load(path)
+def weights_needed(cfg: AnimateConfig) -> dict[str, tuple[str, str]]:
+    """The weights files a run of ``cfg`` loads: what each is for -> (source, registry kind)."""
+    needed = {"generator": (cfg.network, "stylegan2"),
+              "landmark net": (cfg.landmarks.weights or weights.DEFAULTS[cfg.landmarks.net], cfg.landmarks.net)}
+    if cfg.mode == "keep-identity" and cfg.loss.look > 0 and cfg.look_loss == "lpips":
+        needed["LPIPS"] = (cfg.look_weights or weights.DEFAULTS["lpips"], "lpips")
+    return needed
 
 
-def load_latent_generator(cfg: AnimateConfig, untrained: list[str] | None = None) -> LatentGenerator:
+def resolve_weights(cfg: AnimateConfig, only: tuple[str, ...] | None = None) -> dict[str, Path | None]:
+    """A verified local file for every weights file the run needs (of ``only``, default all), downloading what
+    can be; None where ``--untrained`` substitutes a missing registry network. One WeightsError names every
+    file that is missing, so an offline user learns of all of them at once."""
+    paths: dict[str, Path | None] = {}
+    missing: list[str] = []
+    for what, (source, kind) in weights_needed(cfg).items():
+        if only is not None and what not in only:
+            continue
+        try:
+            paths[what] = weights.resolve(source, kind=kind)
+        except WeightsError as exc:
+            if cfg.untrained and not weights.looks_like_path(source) and source in weights.REGISTRY:
+                paths[what] = None
+            else:
+                missing.append(f"{what}: {exc}")
+    if len(missing) == 1:
+        raise WeightsError(missing[0])
+    if missing:
+        raise WeightsError(f"{len(missing)} weights files are missing — " + " | ".join(missing))
+    return paths
+
+
+def _load_or_untrained(what: str, cfg: AnimateConfig, path: Path | None, names: list[str],
+                       build: Callable[[], T], load: Callable[[Path], T]) -> T:
+    if path is not None:
+        return load(path)
+    names.append(f"{what} ({weights_needed(cfg)[what][0]})")
+    return build()
+
+
+def load_latent_generator(cfg: AnimateConfig, untrained: list[str] | None = None,
+                          paths: dict[str, Path | None] | None = None) -> LatentGenerator:
     """The generator of ``cfg.network`` as the engine sees it, in ``cfg.space`` (the name of a substitute goes to
-    ``untrained``)."""
+    ``untrained``; ``paths``: the files :func:`resolve_weights` found, else they are resolved here)."""
     names = [] if untrained is None else untrained
+    paths = resolve_weights(cfg, ("generator",)) if paths is None else paths
 
     def build() -> LatentGenerator:
         entry = weights.REGISTRY.get(cfg.network)
@@ -89,14 +120,15 @@ def load_latent_generator(cfg: AnimateConfig, untrained: list[str] | None = None
             G = untrained_stylegan2(cfg.untrained_size, resolution)
         return StyleGAN2Latents(G.to(cfg.device), cfg.space)
 
-    return _resolve_or_untrained(cfg.network, "stylegan2", cfg.untrained, names, "generator", build,
-                                 lambda p: loader.load_latent_generator(p, cfg.space, device=cfg.device,
-                                                                        seed=cfg.seed))
+    return _load_or_untrained("generator", cfg, paths["generator"], names, build,
+                              lambda p: loader.load_latent_generator(p, cfg.space, device=cfg.device, seed=cfg.seed))
 
 
-def load_landmark_net(cfg: AnimateConfig, untrained: list[str] | None = None) -> tuple[LandmarkNet, Callable | None]:
+def load_landmark_net(cfg: AnimateConfig, untrained: list[str] | None = None,
+                      paths: dict[str, Path | None] | None = None) -> tuple[LandmarkNet, Callable | None]:
     """The landmark net (FAN or mesh) and, for FAN, its heat-map renderer."""
     names = [] if untrained is None else untrained
+    paths = resolve_weights(cfg, ("landmark net",)) if paths is None else paths
     lm = cfg.landmarks
     if lm.net == "fan":
         untrained_net, renderer = fan.untrained_fan, fan.render_heatmaps
@@ -108,12 +140,12 @@ def load_landmark_net(cfg: AnimateConfig, untrained: list[str] | None = None) ->
         with seeded(cfg.seed + 1):
             return untrained_net(cfg.untrained_size)
 
-    net = _resolve_or_untrained(lm.weights or weights.DEFAULTS[lm.net], lm.net, cfg.untrained, names, "landmark net",
-                                build, load)
+    net = _load_or_untrained("landmark net", cfg, paths["landmark net"], names, build, load)
     return net.to(cfg.device).eval().requires_grad_(False), renderer
 
 
-def load_look_metric(cfg: AnimateConfig, untrained: list[str] | None = None) -> LookMetric | None:
+def load_look_metric(cfg: AnimateConfig, untrained: list[str] | None = None,
+                     paths: dict[str, Path | None] | None = None) -> LookMetric | None:
     """The look metric of keep-identity mode: LPIPS-VGG, or the weights-free MS-SSIM + L1 (a documented
     offline choice); None in free mode or when its λ is 0."""
     names = [] if untrained is None else untrained
@@ -121,13 +153,13 @@ def load_look_metric(cfg: AnimateConfig, untrained: list[str] | None = None) -> 
         return None
     if cfg.look_loss == "msssim":
         return MSSSIMLook(ms_ssim)
-    source = cfg.look_weights or weights.DEFAULTS["lpips"]
+    paths = resolve_weights(cfg, ("LPIPS",)) if paths is None else paths
 
     def build() -> Any:
         with seeded(cfg.seed + 2):
             return lpips.untrained_lpips(cfg.untrained_size)
 
-    metric = _resolve_or_untrained(source, "lpips", cfg.untrained, names, "LPIPS", build, lpips.load_lpips)
+    metric = _load_or_untrained("LPIPS", cfg, paths["LPIPS"], names, build, lpips.load_lpips)
     return LPIPSLook(metric.to(cfg.device).eval().requires_grad_(False))
 
 
@@ -150,11 +182,13 @@ def load_identity_net(cfg: AnimateConfig, untrained: list[str] | None = None) ->
 
 
 def load_networks(cfg: AnimateConfig) -> Networks:
-    """All networks of a run; warns (UntrainedWarning) when any was substituted."""
+    """All networks of a run (every weights file found first, see :func:`resolve_weights`); warns
+    (UntrainedWarning) when any was substituted."""
     untrained: list[str] = []
-    generator = load_latent_generator(cfg, untrained)
-    net, renderer = load_landmark_net(cfg, untrained)
-    look = load_look_metric(cfg, untrained)
+    paths = resolve_weights(cfg)
+    generator = load_latent_generator(cfg, untrained, paths)
+    net, renderer = load_landmark_net(cfg, untrained, paths)
+    look = load_look_metric(cfg, untrained, paths)
     identity = load_identity_net(cfg, untrained)
     if untrained:
         warn_untrained(untrained)

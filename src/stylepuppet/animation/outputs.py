@@ -1,10 +1,11 @@
-"""Every file of a run folder ``OUT/``, in one list: its name, how it is written, whether a restart removes it.
+"""Every file of a run folder ``OUT/``, in one list: its name and how it is written.
 
 The outputs are written when the optimisation has finished (or when a finished run is run again,
-e.g. with another latent filter), from a :class:`FinishedRun`, in the order listed. A new output is
-one more :class:`Output` here with its writer. Files written by a stage along the way (the track,
-the targets) or by another command (``stylepuppet evaluate``) are listed without a writer. The run
-state has its own files (:class:`~stylepuppet.animation.state.RunState`).
+e.g. with another latent filter), from a :class:`FinishedRun`, in the order listed, each replacing the
+file of an earlier run atomically (an earlier run's outputs stay until then). A new output is one more
+:class:`Output` here with its writer. Files written by a stage along the way (the track, the targets)
+or by another command (``stylepuppet evaluate``) are listed without a writer. The run state has its
+own files (:class:`~stylepuppet.animation.state.RunState`).
 """
 
 from __future__ import annotations
@@ -20,18 +21,19 @@ import torch
 from stylepuppet import atomic
 from stylepuppet.animation.look import LookFace, LookLatent
 from stylepuppet.animation.render import render_side_by_side, render_video, save_latents
-from stylepuppet.animation.state import STATE, TARGETS, TRACK, RunState
+from stylepuppet.animation.state import TARGETS, TRACK, RunState
 from stylepuppet.animation.targets import Targets
 from stylepuppet.config import AnimateConfig
 from stylepuppet.generators.interface import LatentGenerator
 from stylepuppet.images import to_uint8
-from stylepuppet.video import write_png
+from stylepuppet.video import content_digest, write_png
 
 ANIMATION, SIDE_BY_SIDE, LATENTS, CONFIG = "animation.mp4", "side_by_side.mp4", "latents.npz", "config.json"
 EVALUATION = "evaluation.mp4"
 #: The look's projection (keep-identity; ``stylepuppet project`` writes the same files).
 LOOK_LATENT, LOOK_ALIGNED = "look_latent.npz", "look_aligned.png"
 LOOK_RECONSTRUCTION, LOOK_FIGURES = "look_reconstruction.png", "look_projection.json"
+LOOK_FILES = (LOOK_LATENT, LOOK_ALIGNED, LOOK_RECONSTRUCTION, LOOK_FIGURES)
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,8 @@ def write_side_by_side(run: FinishedRun, path: Path) -> None:
 
 def write_latents(run: FinishedRun, path: Path) -> None:
     """The latents as rendered, the frozen noise and the loss terms (``stylepuppet render`` re-renders them)."""
-    save_latents(path, run.ws, run.state, run.cfg, run.targets.fps, audio=run.targets.audio)
+    save_latents(path, run.ws, run.state, run.cfg, run.targets.fps, audio=run.targets.audio,
+                 driving_digest=content_digest(run.driving))
 
 
 def write_config(run: FinishedRun, path: Path) -> None:
@@ -94,18 +97,17 @@ class Output:
 
     name: str
     write: Callable[[FinishedRun, Path], None] | None
-    restart_removes: bool = True
 
 
 OUTPUTS: tuple[Output, ...] = (
-    Output(TRACK, None),  # stage 1 (a track file the user gave with --track is never removed)
+    Output(TRACK, None),  # stage 1 (not written when the user gives --track)
     Output(TARGETS, None),  # stage 2
-    *(Output(name, None) for name in (LOOK_LATENT, LOOK_ALIGNED, LOOK_RECONSTRUCTION, LOOK_FIGURES)),  # stage 3
+    *(Output(name, None) for name in LOOK_FILES),  # stage 3
     Output(ANIMATION, write_animation),
     Output(SIDE_BY_SIDE, write_side_by_side),
     Output(LATENTS, write_latents),
     Output(CONFIG, write_config),
-    Output(EVALUATION, None, restart_removes=False),  # `stylepuppet evaluate`; judges the run it was made from
+    Output(EVALUATION, None),  # `stylepuppet evaluate`; judges the run it was made from
 )
 
 
@@ -114,13 +116,3 @@ def write_outputs(out: Path, run: FinishedRun) -> None:
     for output in OUTPUTS:
         if output.write is not None:
             output.write(run, out / output.name)
-
-
-def remove_outputs(out: Path, keep: Path | None = None) -> None:
-    """Start ``out`` over: remove the run state and every file a restart removes, except ``keep`` (a track
-    file the user gave)."""
-    RunState.remove(out / STATE)
-    for output in OUTPUTS:
-        path = out / output.name
-        if output.restart_removes and not (keep is not None and path.exists() and path.samefile(keep)):
-            path.unlink(missing_ok=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +18,9 @@ import torch
 
 from stylepuppet import atomic
 from stylepuppet.animation.networks import load_latent_generator, warn_untrained
-from stylepuppet.animation.state import RunState, restore_noise
+from stylepuppet.animation.state import DAMAGED_NPZ, RunState, restore_noise
 from stylepuppet.config import AnimateConfig, config_from_dict
+from stylepuppet.devices import torch_device
 from stylepuppet.errors import ConfigError, MediaError
 from stylepuppet.face.smoothing import gaussian_smooth
 from stylepuppet.face.track import aligned_frames
@@ -87,13 +89,16 @@ def render_side_by_side(generator: LatentGenerator, ws: torch.Tensor, path: Path
 # ---------------------------------------------------------------------------------------------- latents.npz
 
 
-def save_latents(path: Path, ws: torch.Tensor, state: RunState, cfg: AnimateConfig, fps: float, audio: str) -> None:
+def save_latents(path: Path, ws: torch.Tensor, state: RunState, cfg: AnimateConfig, fps: float, audio: str,
+                 driving_digest: str | None = None) -> None:
     """OUT/latents.npz: ws [T, num_ws, dim] as rendered (after the latent filter; num_ws = 1 in W
-    space), the frozen noise buffers by name, per-frame final loss terms, and what re-rendering needs
-    (config, driving fps, audio source)."""
+    space), the frozen noise buffers by name, per-frame final loss terms, what re-rendering needs
+    (config, driving fps, audio source), and the driving clip's content digest (``evaluate`` checks it)."""
     arrays: dict[str, np.ndarray] = {"ws": ws.numpy(), "fps": np.float64(fps), "subframes": np.int64(cfg.subframes),
                                      "space": np.array(cfg.space), "config": np.array(cfg.to_json()),
                                      "audio": np.array(audio)}
+    if driving_digest is not None:
+        arrays["driving_digest"] = np.array(driving_digest)
     for name, value in state.noise.items():
         arrays[f"noise/{name}"] = value
     for name, values in state.terms.items():
@@ -111,22 +116,49 @@ class SavedLatents:
     config: AnimateConfig
     fps: float
     audio: str
+    driving_digest: str | None = None  # None in files written before it was recorded
 
 
 def load_latents(path: str | Path) -> SavedLatents:
-    """Read a latents.npz written by an animation run (MediaError if it is not one)."""
+    """Read a latents.npz written by an animation run (MediaError if it is not one, or holds latents or a
+    frame rate no video can be rendered from)."""
     path = Path(path)
+    if path.is_dir():
+        raise MediaError(f"{path} is a folder; give the latents.npz file of a run (e.g. {path / 'latents.npz'})")
     try:
         with np.load(path) as z:
-            return SavedLatents(
+            saved = SavedLatents(
                 torch.from_numpy(z["ws"].copy()),
                 {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("noise/")},
                 {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("loss/")},
-                config_from_dict(json.loads(str(z["config"]))), float(z["fps"]), str(z["audio"]))
+                config_from_dict(json.loads(str(z["config"]))), float(z["fps"]), str(z["audio"]),
+                str(z["driving_digest"]) if "driving_digest" in z.files else None)
     except FileNotFoundError:
         raise MediaError(f"latents file not found: {path}") from None
-    except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
-        raise MediaError(f"{path} is not a stylepuppet latents.npz ({type(exc).__name__}: {exc})") from None
+    except (*DAMAGED_NPZ, TypeError) as exc:
+        raise MediaError(f"{path} is not a stylepuppet latents.npz ({type(exc).__name__}: {str(exc)[:120]})") from None
+    _check_latents(path, saved)
+    return saved
+
+
+def _check_latents(path: Path, saved: SavedLatents) -> None:
+    """MediaError for latents no video can be rendered from: not [T, num_ws, dim] numbers, non-finite values
+    (a diverged run), or a frame rate that is not a positive number."""
+    ws = saved.ws
+    if ws.ndim != 3 or 0 in ws.shape or not ws.dtype.is_floating_point:
+        raise MediaError(f"{path} holds latents of shape {list(ws.shape)} ({ws.dtype}), not [frames, num_ws, dim] "
+                         "numbers; it is damaged or not a stylepuppet latents.npz")
+    bad = (~torch.isfinite(ws)).flatten(1).any(dim=1).nonzero().flatten().tolist()
+    if bad:
+        frames = ", ".join(map(str, bad[:5])) + (", ..." if len(bad) > 5 else "")
+        raise MediaError(f"{path} holds non-finite latents (NaN or infinity) in {len(bad)} of {len(ws)} frames "
+                         f"({frames}): the run that wrote it diverged; run it again with lower λs or learning rate")
+    if not (math.isfinite(saved.fps) and saved.fps > 0):
+        raise MediaError(f"{path} records a frame rate of {saved.fps:g}; it is damaged or not written by "
+                         "stylepuppet (a run records its driving video's rate)")
+    if any(not np.isfinite(v).all() for v in saved.noise.values()):
+        raise MediaError(f"{path} holds non-finite noise buffers; it is damaged, or the run that wrote it "
+                         "diverged")
 
 
 def saved_generator(saved: SavedLatents, cfg: AnimateConfig) -> tuple[LatentGenerator, list[str]]:
@@ -153,6 +185,7 @@ def render_latents(latents: str | Path, out: str | Path, *, network: str | None 
     overrides = {k: v for k, v in {"network": network, "subframes": subframes, "device": device}.items()
                  if v is not None}
     cfg = dataclasses.replace(saved.config, **overrides)
+    torch_device(cfg.device)
     generator, untrained = saved_generator(saved, cfg)
     return render_video(generator, saved.ws, Path(out), saved.fps, cfg.subframes, audio_from=Path(saved.audio),
                         audio_start=cfg.start / saved.fps, stamp=bool(untrained), device=cfg.device)

@@ -1,21 +1,27 @@
 """The animation pipeline, its stages in order: look image + driving video -> per-frame latents -> videos.
 
+0. **Check** every input (the driving clip's window, the look image, a given track against the clip),
+   hold the output folder (:mod:`~stylepuppet.animation.folder`: a lock, nothing changed before the
+   first frame) and find every weights file the run needs.
 1. **Track** and 2. **targets** (:mod:`~stylepuppet.animation.targets`): the driving face track and
-   every frame's landmark targets, saved to ``OUT/track.npz`` and ``OUT/targets.npz``; the look is
-   framed the way the generator frames faces (:mod:`~stylepuppet.animation.look`), and in free mode
-   the start face is chosen here (:mod:`~stylepuppet.animation.start_face`).
+   every frame's landmark targets, saved to ``OUT/track.npz`` and ``OUT/targets.npz`` once the first
+   frame is optimised; the look is framed the way the generator frames faces
+   (:mod:`~stylepuppet.animation.look`), and in free mode the start face is chosen here
+   (:mod:`~stylepuppet.animation.start_face`).
 3. **The look** (keep-identity): projected alone before any driving frame (or a projection given with
    ``look_latent`` reused), written to ``OUT/look_latent.npz`` and the pictures beside it; frame 0
    starts there and the fidelity term pulls every frame towards it.
 4. **Project** every frame (:class:`~stylepuppet.optim.projector.Projector`); after each frame the state
    (latents so far, frozen noise, loss terms, a fingerprint of config + inputs) is written
    atomically (:mod:`~stylepuppet.animation.state`). Running the same command again continues from there.
+   A frame whose latent, loss or noise is not finite stops the run (the frames before it stay saved).
 5. **Write the outputs** (:mod:`~stylepuppet.animation.outputs`): ``animation.mp4``, ``side_by_side.mp4``,
    ``latents.npz`` and ``config.json``, all rendered with the noise frozen after frame 0.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,18 +30,31 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from stylepuppet.animation.folder import RunFolder, run_folder
 from stylepuppet.animation.look import LookFace, LookLatent, look_face, project_look, warn_if_undrawable
 from stylepuppet.animation.networks import Networks, load_networks
-from stylepuppet.animation.outputs import LOOK_LATENT, FinishedRun, remove_outputs, write_look, write_outputs
+from stylepuppet.animation.outputs import LOOK_LATENT, FinishedRun, write_look, write_outputs
 from stylepuppet.animation.render import smooth_latents
-from stylepuppet.animation.state import STATE, TARGETS, RunState, fingerprint, restore_noise, resume, snapshot_noise
+from stylepuppet.animation.state import (
+    STATE,
+    TARGETS,
+    TRACK,
+    RunState,
+    fingerprint,
+    read_work_file,
+    restore_noise,
+    resume,
+    snapshot_noise,
+)
 from stylepuppet.animation.targets import Targets, build_targets, face_track
 from stylepuppet.config import AnimateConfig
+from stylepuppet.devices import torch_device
 from stylepuppet.errors import ConfigError, MediaError
-from stylepuppet.face.track import aligned_frames
+from stylepuppet.face.track import FaceTrack, aligned_frames
 from stylepuppet.images import to_tensor, to_unit
 from stylepuppet.optim.objective import IdentityObjective, LandmarkObjective
 from stylepuppet.optim.projector import Projector, predicted_start
+from stylepuppet.video import content_digest, load_image, open_frames
 
 #: The loss terms recorded per frame (NaN where a term was not computed).
 TERM_NAMES = ("total", "landmark", "look", "smoothness", "fidelity", "identity")
@@ -60,15 +79,50 @@ class AnimateResult:
                 f"outputs in {self.out}")
 
 
-def _check_inputs(cfg: AnimateConfig, look: Path | None, driving: Path, look_latent: Path | None) -> None:
+def _check_inputs(cfg: AnimateConfig, look: Path | None, driving: Path, track: Path | None,
+                  look_latent: Path | None) -> None:
+    """Read every input once before anything is written or loaded: the driving clip's window, the look image,
+    and that a given track was made from this clip's window (MediaError / ConfigError saying what to fix)."""
     if cfg.mode == "keep-identity" and look is None:
         raise ConfigError("keep-identity mode needs a look image: give --look IMAGE, or use --mode free")
     if look_latent is not None and look is None:
         raise ConfigError("--look-latent is a projection of the look image of keep-identity mode; give --look "
                           "IMAGE too, or leave --look-latent out")
-    for what, path in (("driving video", driving), ("look image", look), ("look latent", look_latent)):
+    for what, path in (("driving video", driving), ("look image", look), ("track file", track),
+                       ("look latent", look_latent)):
         if path is not None and not path.exists():
             raise MediaError(f"{what} not found: {path}")
+    with open_frames(driving, start=cfg.start, max_frames=cfg.frame_count_limit) as frames:
+        count, size = frames.num_frames, frames.size
+    if look is not None:
+        load_image(look)
+    if track is not None:
+        FaceTrack.load(track).check_made_from(track, driving, content_digest(driving), cfg.start, count or 0, size)
+
+
+def _check_frame(i: int, latent: torch.Tensor, terms: dict[str, float], noise: dict[str, np.ndarray]) -> None:
+    """ConfigError when frame ``i``'s optimisation diverged (non-finite latent, loss or frozen noise); the frames
+    before it are saved and stay as they were."""
+    bad = [name for name, value in terms.items() if not math.isfinite(value)]
+    if torch.isfinite(latent).all() and not bad and all(np.isfinite(v).all() for v in noise.values()):
+        return
+    what = f"loss terms {', '.join(bad)}" if bad else "latent" if not torch.isfinite(latent).all() else "noise"
+    raise ConfigError(f"the optimisation diverged at frame {i} (its {what} became NaN or infinite); the {i} "
+                      "frame(s) before it are saved; lower the λs (--lambda-*) or --lr and rerun with --restart")
+
+
+def _commit(folder: RunFolder, face: FaceTrack | None, targets: Targets, fresh: bool, track: Path | None) -> None:
+    """Write the run's work files (its first frame is done): its track (unless the user gave one) and targets;
+    a fresh run removes the earlier run's state and the track file a given --track replaces."""
+    out = folder.path
+    folder.commit()
+    if face is not None:
+        face.save(out / TRACK)
+    targets.save(out / TARGETS)
+    if fresh:
+        RunState.remove(out / STATE)
+        if track is not None and (out / TRACK).exists() and not (out / TRACK).samefile(track):
+            (out / TRACK).unlink()
 
 
 def look_projection(cfg: AnimateConfig, nets: Networks, obj: LandmarkObjective, look: Path, given: Path | None,
@@ -124,52 +178,67 @@ def project(cfg: AnimateConfig, look: str | Path, out: str | Path, *, progress: 
         raise MediaError(f"look image not found: {look}")
     cfg = replace(cfg, mode="keep-identity")
     nets = load_networks(cfg)
-    obj = LandmarkObjective(nets.landmark_net, cfg.landmarks, heatmap_renderer=nets.heatmap_renderer,
-                            device=torch.device(cfg.device))
-    return look_projection(cfg, nets, obj, look, None, Path(out), False, None, torch.device(cfg.device), progress)
+    device = torch_device(cfg.device)
+    obj = LandmarkObjective(nets.landmark_net, cfg.landmarks, heatmap_renderer=nets.heatmap_renderer, device=device)
+    return look_projection(cfg, nets, obj, look, None, Path(out), False, None, device, progress)
 
 
 def animate(cfg: AnimateConfig, driving: str | Path, out: str | Path, *, look: str | Path | None = None,
             track: str | Path | None = None, look_latent: str | Path | None = None, restart: bool = False,
             progress: bool = True) -> AnimateResult:
-    """Run (or resume) an animation; see the module docstring. Returns the run's summary."""
+    """Run (or resume) an animation; see the module docstring. Returns the run's summary.
+
+    Nothing in ``out`` changes before the inputs are checked, every weights file is found and the first
+    frame is optimised (or the look projected: that is work worth keeping, see
+    :mod:`~stylepuppet.animation.folder`); an earlier run's outputs stay until this run writes its own."""
     driving = Path(driving)
     look_path = Path(look) if look is not None and cfg.mode == "keep-identity" else None
     track_path = Path(track) if track is not None else None
     latent_path = Path(look_latent) if look_latent is not None else None
-    _check_inputs(cfg, look_path, driving, latent_path)
+    device = torch_device(cfg.device)
+    _check_inputs(cfg, look_path, driving, track_path, latent_path)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    with run_folder(out) as folder:
+        return _animate(cfg, driving, folder, look_path, track_path, latent_path, restart, progress, device)
+
+
+def _animate(cfg: AnimateConfig, driving: Path, folder: RunFolder, look_path: Path | None, track_path: Path | None,
+             latent_path: Path | None, restart: bool, progress: bool, device: torch.device) -> AnimateResult:
+    out = folder.path
     stamp = fingerprint(cfg, {"driving": driving, "look": look_path, "track": track_path,
                               "look_latent": latent_path})
     state = None if restart else resume(out / STATE, stamp)
-    resuming = state is not None
+    fresh = state is None
     if state is None:
-        remove_outputs(out, keep=track_path)
         state = RunState(stamp, [], {}, {})
+    else:
+        folder.commit()
     resumed_from = state.done
-    device = torch.device(cfg.device)
     began = time.perf_counter()
 
     nets = load_networks(cfg)
     gen = nets.generator
     obj = LandmarkObjective(nets.landmark_net, cfg.landmarks, heatmap_renderer=nets.heatmap_renderer, device=device)
+    pending: tuple[FaceTrack | None, Targets] | None = None
     framed = None
-    if resuming and (out / TARGETS).exists():
-        targets = Targets.load(out / TARGETS)
+    if not fresh and (out / TARGETS).exists():
+        targets = read_work_file(out / TARGETS, Targets.load)
     else:
         framed = look_face(look_path, cfg, gen) if look_path is not None else None
-        face = face_track(cfg, driving, out, track_path, resuming, progress)
+        face = face_track(cfg, driving, out, track_path, not fresh, progress)
         targets = build_targets(cfg, nets, obj, face, driving, framed, device, progress)
-        targets.save(out / TARGETS)
-        state.save(out / STATE)
+        pending = (face if track_path is None else None, targets)
+        if not fresh:
+            _commit(folder, *pending, fresh, track_path)
+            pending = None
     t_count = len(targets.quads)
 
     anchor = None if targets.start is None else torch.from_numpy(targets.start)
     identity = identity_objective(cfg, nets, targets, anchor, device)
     look_latent = None
     if look_path is not None:
-        look_latent = look_projection(cfg, nets, obj, look_path, latent_path, out, resuming, framed, device,
+        folder.commit()  # a new projection is work worth keeping, whatever happens to the frames
+        look_latent = look_projection(cfg, nets, obj, look_path, latent_path, out, not fresh, framed, device,
                                       progress)
         anchor = look_latent.latent
         restore_noise(gen, look_latent.noise)
@@ -206,11 +275,15 @@ def animate(cfg: AnimateConfig, driving: str | Path, out: str | Path, *, look: s
             first = False if look_latent is not None else None
             result = projector.project(i, frame_targets, prev, init=init, first=first,
                                        on_step=report if progress else None)
+            noise = snapshot_noise(gen) if i == 0 else state.noise
+            _check_frame(i, result.latent, result.terms, noise)
             state.ws.append(result.latent)
             for name in TERM_NAMES:
                 state.terms.setdefault(name, []).append(result.terms.get(name, float("nan")))
-            if i == 0:
-                state.noise = snapshot_noise(gen)
+            state.noise = noise
+            if pending is not None:
+                _commit(folder, *pending, fresh, track_path)
+                pending = None
             state.save(out / STATE)
             bar.set_postfix({k: f"{v:.3g}" for k, v in result.terms.items()}, refresh=False)
             bar.update(1)

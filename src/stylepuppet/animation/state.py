@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -20,21 +23,14 @@ from stylepuppet import atomic
 from stylepuppet.config import AnimateConfig
 from stylepuppet.errors import ConfigError, MediaError
 from stylepuppet.generators.interface import LatentGenerator
+from stylepuppet.video import content_digest
+
+T = TypeVar("T")
 
 #: The work files of a run folder (the outputs are listed in :mod:`stylepuppet.animation.outputs`).
 STATE, TARGETS, TRACK = "state.npz", "targets.npz", "track.npz"
-
-
-def file_digest(path: Path) -> str:
-    """sha256 of a file's bytes (or of a folder's files, in name order)."""
-    h = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for f in files:
-        h.update(f.name.encode())
-        with f.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
+#: What reading a damaged or truncated .npz raises (numpy's and zipfile's errors).
+DAMAGED_NPZ = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
 
 
 def fingerprint(cfg: AnimateConfig, inputs: dict[str, Path | None]) -> str:
@@ -42,8 +38,17 @@ def fingerprint(cfg: AnimateConfig, inputs: dict[str, Path | None]) -> str:
     which only change the rendering) and the content of every input file."""
     h = hashlib.sha256(dataclasses.replace(cfg, subframes=1, latent_smooth=0.0).to_json().encode())
     for name, path in sorted(inputs.items()):
-        h.update(f"{name}={file_digest(path) if path is not None else '-'};".encode())
+        h.update(f"{name}={content_digest(path) if path is not None else '-'};".encode())
     return h.hexdigest()
+
+
+def read_work_file(path: Path, read: Callable[[Path], T]) -> T:
+    """``read(path)`` of a work file of the run folder; MediaError ("rerun with --restart") when it is damaged."""
+    try:
+        return read(path)
+    except DAMAGED_NPZ as exc:
+        raise MediaError(f"cannot read the saved run file {path} ({type(exc).__name__}: {str(exc)[:120]}); the "
+                         "file is damaged; rerun with --restart") from None
 
 #: Frames per state chunk file: a save after each frame rewrites at most this many frames' latents.
 CHUNK = 32
@@ -150,10 +155,7 @@ def resume(path: Path, stamp: str) -> RunState | None:
     """
     if not path.exists():
         return None
-    try:
-        state = RunState.load(path)
-    except (OSError, ValueError, KeyError) as exc:
-        raise MediaError(f"cannot read the saved run state {path} ({exc}); rerun with --restart") from None
+    state = read_work_file(path, RunState.load)
     if state.fingerprint != stamp:
         raise ConfigError(f"{path.parent} holds a run with other settings or inputs; rerun the same command to "
                           "resume it, add --restart to start over, or choose another -o folder")

@@ -53,7 +53,8 @@ READ_SCALE = 0.2
 def face_track(cfg: AnimateConfig, driving: Path, out: Path, track_path: Path | None, reuse: bool,
                progress: bool) -> FaceTrack:
     """The driving face track of the run's window: a given track.npz (which must start at ``cfg.start``;
-    it is cut to the run's length), the one this run saved in OUT, or a new one (saved to OUT/track.npz)."""
+    it is cut to the run's length), the one this run saved in OUT, or a new one (the caller saves it to
+    OUT/track.npz once the run has a frame to show)."""
     saved = out / TRACK
     if track_path is not None:
         track = FaceTrack.load(track_path)
@@ -61,10 +62,8 @@ def face_track(cfg: AnimateConfig, driving: Path, out: Path, track_path: Path | 
         return track if limit is None else track.first(limit)
     if reuse and saved.exists():
         return FaceTrack.load(saved)
-    track = track_video(driving, backend=cfg.track.detector, start=cfg.start, max_frames=cfg.frame_count_limit,
-                        smooth=cfg.track.smooth, progress=progress)
-    track.save(saved)
-    return track
+    return track_video(driving, backend=cfg.track.detector, start=cfg.start, max_frames=cfg.frame_count_limit,
+                       smooth=cfg.track.smooth, progress=progress)
 
 
 # ---------------------------------------------------------------------------------------------- stage 2: targets

@@ -8,7 +8,10 @@ network code (measured: 0.5 s of CPU time, against 4 s with every import up fron
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
+from types import FrameType
 
 import click
 
@@ -25,8 +28,24 @@ def main() -> None:
     """Animate a generated face with the facial motion of a driving video."""
 
 
+def _terminated(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
 def run(argv: list[str] | None = None) -> int:
-    """Console entry point: user errors become one line on stderr and exit status 1."""
+    """Console entry point: user errors become one line on stderr and exit status 1. A SIGTERM (``kill``) ends a
+    command the way Ctrl-C does, through its clean-up: temporary files go, locks are released, and a folder a
+    run created before its first frame is removed."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        return _run(argv)
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        return _run(argv)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(argv: list[str] | None) -> int:
     try:
         main.main(args=argv, prog_name="stylepuppet", standalone_mode=False)
     except click.exceptions.Abort:

@@ -30,12 +30,15 @@ from stylepuppet.config import Detector, TrackConfig
 @click.option("--smooth-shape", type=click.FloatRange(min=0), help="Override the quad size/angle sigma (frames).")
 @click.option("--size", type=click.IntRange(min=16), default=256, show_default=True,
               help="Side of the aligned crops in the preview.")
+@click.option("--start", type=click.IntRange(min=0), default=0, show_default=True,
+              help="First frame to track (an animation with --start N takes a track made from frame N).")
+@click.option("--max-frames", type=click.IntRange(min=1), help="Track at most N frames.")
 @click.option("--preview", type=click.Path(path_type=Path),
               help="Also write an mp4 of the aligned crops with the smoothed landmarks drawn on them.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def track_command(driving: Path, output: Path, backend: str, fan_weights: str, upsample: int, smooth: float,
-                  smooth_centre: float | None, smooth_shape: float | None, size: int, preview: Path | None,
-                  quiet: bool) -> None:
+                  smooth_centre: float | None, smooth_shape: float | None, size: int, start: int,
+                  max_frames: int | None, preview: Path | None, quiet: bool) -> None:
     """Find one face in every frame of DRIVING (video, image folder or image), align it like FFHQ and
     smooth it in time; write landmarks, quads and the jitter/lag figures to OUTPUT."""
     from stylepuppet.face.detect import make_detector
@@ -43,8 +46,8 @@ def track_command(driving: Path, output: Path, backend: str, fan_weights: str, u
     from stylepuppet.face.track import write_preview
     from stylepuppet.video import open_frames
 
-    with open_frames(driving):  # unreadable input fails here, before the landmark model loads
-        pass
+    with open_frames(driving, start=start, max_frames=max_frames):  # unreadable input fails here, before the
+        pass  # landmark model loads
     settings = SmoothingSettings.from_strength(smooth)
     if smooth_centre is not None:
         settings = replace(settings, centre=smooth_centre)
@@ -53,8 +56,8 @@ def track_command(driving: Path, output: Path, backend: str, fan_weights: str, u
     options: dict[str, object] = {"upsample": upsample}
     if backend == "fan":
         options["weights"] = fan_weights
-    track = stylepuppet.track(driving, detector=make_detector(backend, **options), smooth=settings,
-                              progress=not quiet)
+    track = stylepuppet.track(driving, detector=make_detector(backend, **options), smooth=settings, start=start,
+                              max_frames=max_frames, progress=not quiet)
     track.save(output)
     if preview is not None:
         write_preview(driving, track, size, preview, progress=not quiet)

@@ -43,13 +43,30 @@ def list_cmd() -> None:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
     for row in [header, *rows]:
         click.echo("  ".join(c.ljust(w) for c, w in zip(row[:4], widths, strict=True)) + "  " + row[4])
-    click.echo(f"* default generator; cache: {weights.cache_dir()} (set {weights.CACHE_ENV} to move it)")
+    click.echo(f"* default generator; `stylepuppet weights info NAME` shows an entry's URL, licence and hashes; "
+               f"cache: {weights.cache_dir()} (set {weights.CACHE_ENV} to move it)")
+
+
+@weights_group.command("info")
+@click.argument("name")
+def info_cmd(name: str) -> None:
+    """Show everything the registry knows of NAME: URL, licence, published hash and size, cached file."""
+    entry = weights.lookup(name)
+    path = weights.cache_path(entry)
+    published = entry.sha256 or (f"starts with {entry.sha256_prefix}" if entry.sha256_prefix else "none published")
+    rows = [("name", entry.name + (" (the default generator)" if name == weights.DEFAULT_GENERATOR else "")),
+            ("kind", entry.kind + (f", {entry.resolution}²" if entry.resolution else "")),
+            ("description", entry.description), ("url", entry.url), ("licence", entry.licence),
+            ("sha256", published), ("size", _size(entry.size) if entry.size else "not published"),
+            ("cache file", f"{path} ({_cached_state(entry)})")]
+    for key, value in rows:
+        click.echo(f"{key + ':':<13}{value}")
 
 
 @weights_group.command("fetch")
 @click.argument("names", nargs=-1, required=True, metavar="NAME...")
 def fetch_cmd(names: tuple[str, ...]) -> None:
-    """Download registry entries into the cache (resuming partial downloads) and verify them."""
+    """Download registry entries (or http(s) URLs) into the cache (resuming partial downloads) and verify them."""
     for name in names:
         click.echo(f"{name}: {weights.fetch(name)}")
 

@@ -28,10 +28,12 @@ from stylepuppet.evaluation.measures import (
 )
 from stylepuppet.generators.interface import LatentGenerator
 from stylepuppet.images import draw_points, to_uint8
-from stylepuppet.video import VideoWriter, open_frames
+from stylepuppet.video import VideoWriter, content_digest, open_frames
 
 #: Side of each panel of the side-by-side video (the size outputs are judged at).
 PANEL = 256
+#: Fewest frames a run must have to be judged: the correlation needs three, and so does the jitter.
+MIN_FRAMES = 3
 
 
 @dataclass
@@ -60,11 +62,13 @@ class Evaluation:
 
     @property
     def walk_median(self) -> float:
-        return float(np.nanmedian(self.walk_correlations))
+        walks = self.walk_correlations[np.isfinite(self.walk_correlations)]
+        return float(np.median(walks)) if walks.size else float("nan")
 
     @property
     def walk_p95(self) -> float:
-        return float(np.nanpercentile(self.walk_correlations, 95))
+        walks = self.walk_correlations[np.isfinite(self.walk_correlations)]
+        return float(np.percentile(walks, 95)) if walks.size else float("nan")
 
     @property
     def output_jitter(self) -> float:
@@ -77,8 +81,10 @@ class Evaluation:
     def lines(self) -> list[str]:
         """The figures as printable lines."""
         dist = self.identity_distance[np.isfinite(self.identity_distance)]
-        over = float(np.mean(dist > SAME_PERSON_DISTANCE)) if dist.size else float("nan")
         walks = len(self.walk_correlations)
+        drift = (f"median {np.median(dist):.3f}, max {np.max(dist):.3f}, "
+                 f"{100 * np.mean(dist > SAME_PERSON_DISTANCE):.0f}% of frames above" if dist.size
+                 else "no output frame shows a face")
         return [
             f"frames: {self.frames} (dlib found no face in {self.driver.missed} driving and "
             f"{self.output.missed} output frames; left out)",
@@ -86,7 +92,7 @@ class Evaluation:
             f"random walks ({walks}, same step sizes): median {self.walk_median:.3f}, "
             f"95th percentile {self.walk_p95:.3f} ({self.walk_missed} frames without a face)",
             f"identity drift (dlib descriptor distance to the first frame; same person < {SAME_PERSON_DISTANCE}): "
-            f"median {np.median(dist):.3f}, max {np.max(dist):.3f}, {100 * over:.0f}% of frames above",
+            f"{drift}",
             f"landmark jitter (inter-ocular distances): output {self.output_jitter:.4f}, "
             f"driver {self.driver_jitter:.4f}",
         ]
@@ -183,9 +189,16 @@ def evaluate_output(out: str | Path, driving: str | Path, *, network: str | None
     """
     out = Path(out)
     saved = load_latents(out / LATENTS)
+    if saved.driving_digest is not None and content_digest(driving) != saved.driving_digest:
+        made_from = saved.audio or "its name was not recorded"
+        raise MediaError(f"{driving} is not the driving clip the run in {out} was made from ({made_from}); "
+                         "give that clip")
+    count = len(saved.ws)
+    if count < MIN_FRAMES:
+        raise MediaError(f"the run in {out} has {count} frame(s); judging it takes at least {MIN_FRAMES} (a "
+                         "correlation or a jitter of fewer is undefined)")
     cfg = saved.config if network is None else replace(saved.config, network=network)
     generator, _ = saved_generator(saved, cfg)
-    count = len(saved.ws)
     with open_frames(driving, start=cfg.start, max_frames=count) as source:
         frames = list(source)
     if len(frames) != count:

@@ -26,13 +26,15 @@ from stylepuppet.face.detect import Box, Face, LandmarkDetector, box_centre, box
 from stylepuppet.face.smoothing import SmoothingSettings, as_settings, smooth_track
 from stylepuppet.images import draw_points
 from stylepuppet.landmarks.scheme import OUTLINES
-from stylepuppet.video import VideoWriter, open_frames
+from stylepuppet.video import VideoWriter, content_digest, open_frames
 
 DEFAULT_SMOOTHING = SmoothingSettings()
 
 #: Keys of track.npz, in order.
 TRACK_KEYS = ("landmarks_raw", "detected", "landmarks", "quads", "fps", "size", "jitter_raw", "jitter", "lag",
               "smooth_landmarks", "smooth_centre", "smooth_shape")
+#: Keys that say what a track was made from (absent in tracks written before they were recorded).
+MADE_FROM_KEYS = ("source_digest", "start")
 
 
 # ------------------------------------------------------------------------------------------------ following
@@ -150,7 +152,9 @@ class FaceTrack:
     ``landmarks_raw`` [T, 68, 2] float32 (NaN where no face), ``detected`` [T] bool, ``landmarks``
     [T, 68, 2] (filled, smoothed), ``quads`` [T, 4, 2] (smoothed, source pixels), ``fps``, ``size``
     (width, height), ``jitter_raw`` (quads straight from the filled raw landmarks), ``jitter``
-    (smoothed quads), ``lag`` (see :mod:`stylepuppet.face.metrics`), ``smoothing``.
+    (smoothed quads), ``lag`` (see :mod:`stylepuppet.face.metrics`), ``smoothing``; what it was made from:
+    ``source_digest`` (the clip's :func:`~stylepuppet.video.content_digest`) and ``start`` (its first frame),
+    None in tracks written before they were recorded.
     """
 
     landmarks_raw: np.ndarray
@@ -163,6 +167,8 @@ class FaceTrack:
     jitter: float
     lag: float
     smoothing: SmoothingSettings
+    source_digest: str | None = None
+    start: int | None = None
 
     @property
     def num_frames(self) -> int:
@@ -194,6 +200,26 @@ class FaceTrack:
         return replace(self, landmarks_raw=self.landmarks_raw[:count], detected=self.detected[:count],
                                    landmarks=self.landmarks[:count], quads=self.quads[:count])
 
+    def check_made_from(self, path: Path, driving: Path, digest: str, start: int, count: int,
+                        size: tuple[int, int]) -> None:
+        """MediaError unless this track (read from ``path``) was made from the clip ``driving`` (content
+        ``digest``, frames of ``size``) from frame ``start`` and covers the ``count`` frames a run needs."""
+        remake = f"make one with `stylepuppet track {driving} --start {start} -o {path}`, or leave --track out"
+        if self.source_digest is None or self.start is None:
+            raise MediaError(f"{path} does not record which video it was made from (an older stylepuppet wrote it); "
+                             f"{remake}")
+        if self.source_digest != digest:
+            raise MediaError(f"{path} was made from another video than {driving}; {remake}")
+        if self.start != start:
+            raise MediaError(f"{path} starts at frame {self.start} of {driving.name}, but this run starts at frame "
+                             f"{start}; {remake}")
+        if tuple(self.size) != tuple(size):
+            raise MediaError(f"{path} was made on {self.size[0]}x{self.size[1]} frames, but {driving.name} has "
+                             f"{size[0]}x{size[1]}; {remake}")
+        if self.num_frames < count:
+            raise MediaError(f"{path} covers {self.num_frames} frames from frame {start}, but this run needs "
+                             f"{count}; {remake}")
+
     def transforms(self, size: int) -> np.ndarray:
         """Per-frame 3x3 maps [T, 3, 3] from source pixels to ``size``² aligned-crop pixels."""
         return quad_transform(self.quads, size)
@@ -203,7 +229,8 @@ class FaceTrack:
         return to_aligned(self.landmarks, self.quads, size)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write track.npz atomically (temp file in the same folder, then renamed); makes missing folders."""
+        """Write track.npz atomically (temp file in the same folder, then renamed); makes missing folders.
+        OutputError when it cannot be written."""
         path = Path(path)
         arrays = {
             "landmarks_raw": self.landmarks_raw.astype(np.float32),
@@ -219,10 +246,10 @@ class FaceTrack:
             "smooth_centre": np.float64(self.smoothing.centre),
             "smooth_shape": np.float64(self.smoothing.shape),
         }
-        try:
-            atomic.save_npz(path, **arrays)
-        except OSError as exc:
-            raise MediaError(f"cannot write {path} ({exc.strerror}); choose a writable folder") from None
+        if self.source_digest is not None and self.start is not None:
+            arrays["source_digest"] = np.array(self.source_digest)
+            arrays["start"] = np.int64(self.start)
+        atomic.save_npz(path, **arrays)
         return path
 
     @classmethod
@@ -238,6 +265,8 @@ class FaceTrack:
                     raise MediaError(f"{path} is not a face track (missing {', '.join(missing)}); "
                                      "create it with `stylepuppet track`")
                 d = {k: data[k] for k in TRACK_KEYS}
+                made_from = ((str(data["source_digest"]), int(data["start"]))
+                             if set(MADE_FROM_KEYS) <= set(data.files) else (None, None))
         except MediaError:
             raise
         except Exception as exc:  # zip/npy errors of a damaged file
@@ -249,6 +278,7 @@ class FaceTrack:
             jitter_raw=float(d["jitter_raw"]), jitter=float(d["jitter"]), lag=float(d["lag"]),
             smoothing=SmoothingSettings(float(d["smooth_landmarks"]), float(d["smooth_centre"]),
                                         float(d["smooth_shape"])),
+            source_digest=made_from[0], start=made_from[1],
         )
 
 
@@ -294,7 +324,8 @@ def track_video(source: str | os.PathLike[str], detector: LandmarkDetector | Non
     if not detected.any():
         raise NoFaceError(f"no face found in any of the {len(found)} frame(s) of {source}; "
                           "use a video with a clear, roughly frontal face")
-    return build_track(np.stack(points), detected, fps, size, settings)
+    track = build_track(np.stack(points), detected, fps, size, settings)
+    return replace(track, source_digest=content_digest(source), start=start)
 
 
 def aligned_frames(source: str | os.PathLike[str], quads: np.ndarray, size: int, *, start: int = 0,
@@ -325,8 +356,9 @@ def write_preview(source: str | os.PathLike[str], track: FaceTrack, size: int, p
         audio = frames.audio_source
     smoothed = track.aligned_landmarks(size)
     raw = to_aligned(np.nan_to_num(track.landmarks_raw), track.quads, size)
-    with VideoWriter(path, track.fps, audio_from=audio) as writer:
-        crops = aligned_frames(source, track.quads, size, video_size=track.size)
+    start = track.start or 0
+    with VideoWriter(path, track.fps, audio_from=audio, audio_start=start / track.fps) as writer:
+        crops = aligned_frames(source, track.quads, size, start=start, video_size=track.size)
         for t, crop in enumerate(tqdm(crops, total=track.num_frames, disable=not progress, unit="frame",
                                       desc="preview", leave=False)):
             image = crop.image

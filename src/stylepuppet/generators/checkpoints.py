@@ -40,7 +40,7 @@ from torch import Tensor
 from stylepuppet import atomic, safe_pickle
 from stylepuppet.errors import ConfigError, StylePuppetError, WeightsError
 from stylepuppet.generators.stylegan2 import DEFAULT_FILTER, Generator, setup_filter
-from stylepuppet.safe_pickle import AllowList, one_line, shared
+from stylepuppet.safe_pickle import AllowList, calling, one_line, shared, subclass
 
 FORMAT = "stylepuppet.stylegan2"
 FORMAT_VERSION = 1
@@ -172,21 +172,23 @@ def _numpy_scalar(dtype: Any, data: Any = None) -> Any:
     return np.frombuffer(data, dtype=dtype)[0]
 
 
-#: Every global an NVIDIA network pickle may name, mapped to what stands in for it.
+#: Every global an NVIDIA network pickle may name, mapped to what stands in for it. Our classes and functions are
+#: handed out as fresh subclasses and wrappers, so a pickle that sets attributes on what it was given (BUILD)
+#: changes nothing beyond that one load; the builtin types are immutable.
 NETWORK_PICKLE = AllowList("network pickle", {
-    ("torch_utils.persistence", "_reconstruct_persistent_obj"): shared(_reconstruct_persistent_obj),
-    ("dnnlib.util", "EasyDict"): shared(EasyDict),
-    ("dnnlib", "EasyDict"): shared(EasyDict),
+    ("torch_utils.persistence", "_reconstruct_persistent_obj"): calling(_reconstruct_persistent_obj),
+    ("dnnlib.util", "EasyDict"): subclass(EasyDict),
+    ("dnnlib", "EasyDict"): subclass(EasyDict),
     ("collections", "OrderedDict"): shared(OrderedDict),
     ("builtins", "set"): shared(set),
     ("builtins", "frozenset"): shared(frozenset),
-    ("torch._utils", "_rebuild_tensor_v2"): shared(_rebuild_tensor),
-    ("torch._utils", "_rebuild_parameter"): shared(_rebuild_parameter),
-    ("torch._utils", "_rebuild_parameter_with_state"): shared(_rebuild_parameter),
-    ("torch.storage", "_load_from_bytes"): shared(_load_storage),
-    ("numpy", "dtype"): shared(_numpy_dtype),
-    ("numpy.core.multiarray", "scalar"): shared(_numpy_scalar),
-    ("numpy._core.multiarray", "scalar"): shared(_numpy_scalar),
+    ("torch._utils", "_rebuild_tensor_v2"): calling(_rebuild_tensor),
+    ("torch._utils", "_rebuild_parameter"): calling(_rebuild_parameter),
+    ("torch._utils", "_rebuild_parameter_with_state"): calling(_rebuild_parameter),
+    ("torch.storage", "_load_from_bytes"): calling(_load_storage),
+    ("numpy", "dtype"): calling(_numpy_dtype),
+    ("numpy.core.multiarray", "scalar"): calling(_numpy_scalar),
+    ("numpy._core.multiarray", "scalar"): calling(_numpy_scalar),
 })
 
 

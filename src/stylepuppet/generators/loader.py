@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from stylepuppet import safe_pickle, weights
+from stylepuppet.devices import torch_device
 from stylepuppet.errors import WeightsError
 from stylepuppet.generators import checkpoints, dcgan
 from stylepuppet.generators.dcgan import DCGANLatents
@@ -115,6 +116,7 @@ def load_generator_file(path: str | os.PathLike[str], *, which: str = "G_ema",
                         device: str | torch.device = "cpu") -> ImageGenerator:
     """The generator network in a file, in eval mode without gradients (``which``: ``G_ema`` or ``G`` of a
     file that holds both)."""
+    device = torch_device(device)
     fmt, file = identify(path)
     return fmt.load(file, which).to(device).eval().requires_grad_(False)
 
@@ -123,6 +125,7 @@ def load_generator(source: str | os.PathLike[str], device: str | torch.device = 
                    which: str = "G_ema") -> ImageGenerator:
     """The generator network of a registry name (downloaded and verified on first use), an http(s) URL
     (cached) or a file; see :func:`load_generator_file`."""
+    torch_device(device)
     return load_generator_file(weights.resolve(source, kind="stylegan2"), which=which, device=device)
 
 
@@ -130,6 +133,7 @@ def load_latent_generator(path: str | os.PathLike[str], space: str, *, device: s
                           seed: int = 0) -> LatentGenerator:
     """The engine's view of the generator in a file: latents in ``space`` ("w" or "w+"); ``seed`` fixes the
     start latent of generators without a mean one (DCGAN)."""
+    device = torch_device(device)
     fmt, file = identify(path)
     network = fmt.load(file, "G_ema").to(device).eval().requires_grad_(False)
     generator = fmt.latents(network, space, seed)

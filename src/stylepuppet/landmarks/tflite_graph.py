@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import struct
 import zipfile
-import zlib
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -30,10 +29,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from stylepuppet import safe_zip
 from stylepuppet.errors import WeightsError
 
 #: Largest model (or bundle member) read into memory: the face-landmark models are 1-3 MB.
 MAX_MODEL_BYTES = 256 * 1024 * 1024
+#: Most elements a tensor of a graph may declare: the face-landmark models' largest activation has 0.6 M
+#: (192² × 16); a damaged file declaring billions would otherwise be allocated at the first forward pass.
+MAX_TENSOR_ELEMENTS = 1 << 26
 
 #: The member of a MediaPipe ``face_landmarker.task`` bundle (a zip) that holds the landmark net.
 TASK_LANDMARK_MEMBER = "face_landmarks_detector.tflite"
@@ -107,22 +110,13 @@ def read_model_bytes(path: str | Path, member: str = TASK_LANDMARK_MEMBER) -> by
 def _read_zip_member(path: Path, member: str) -> bytes:
     try:
         with zipfile.ZipFile(path) as zf:
-            try:
-                info = zf.getinfo(member)
-            except KeyError:
+            if member not in zf.namelist():
                 models = sorted(n for n in zf.namelist() if n.endswith(".tflite"))
                 raise WeightsError(f"{path} has no {member!r} (it holds {models or 'no .tflite files'}); "
-                                   f"give a MediaPipe face_landmarker.task or the .tflite itself") from None
-            if info.file_size > MAX_MODEL_BYTES:
-                raise WeightsError(f"{member} in {path} claims {info.file_size} bytes, over the "
-                                   f"{MAX_MODEL_BYTES >> 20} MiB limit; refusing to unpack it")
-            with zf.open(info) as f:
-                data = f.read(MAX_MODEL_BYTES + 1)
-    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
-        # damaged data, an unknown compression method, or an encrypted member
+                                   f"give a MediaPipe face_landmarker.task or the .tflite itself")
+            data = safe_zip.read_member(zf, member, str(path), limit=MAX_MODEL_BYTES)
+    except safe_zip.ZIP_ERRORS as exc:
         raise WeightsError(f"{path} is a damaged or unreadable zip bundle ({exc}); download it again") from None
-    if len(data) > MAX_MODEL_BYTES or len(data) != info.file_size:
-        raise WeightsError(f"{member} in {path} unpacks to a size other than its header says; refusing it")
     if data[4:8] != _FILE_IDENTIFIER:
         raise WeightsError(f"{member} in {path} is not a TFLite flatbuffer")
     return data
@@ -423,6 +417,104 @@ def _padding_mode(kind: str, padding: str) -> bool:
     return padding == "SAME"
 
 
+# ------------------------------------------------------------------------------------------ shapes
+
+
+def infer_shape(kind: str, shapes: list[tuple[int, ...] | None], values: list[np.ndarray | None],
+                options: Mapping[str, Any]) -> tuple[int, ...] | None:
+    """The NHWC output shape of one operator from its inputs' shapes (None for an omitted input) and constant
+    values (None where computed), by TFLite's rules; None for kinds it does not know. ValueError when the
+    inputs do not fit together."""
+    shapes = [tuple(v.shape) if v is not None else s for s, v in zip(shapes, values)]
+    x = shapes[0]
+    if x is None:
+        raise ValueError("the first input is missing")
+    if kind in ("CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D"):
+        if len(x) != 4:
+            raise ValueError(f"a {len(x)}-D input")
+        if kind == "MAX_POOL_2D":
+            (kh, kw), channels = options["filter"], x[3]
+        else:
+            k = shapes[1] if len(shapes) > 1 else None
+            if k is None or len(k) != 4:
+                raise ValueError(f"kernel of shape {k}")
+            kh, kw, channels = k[1], k[2], (k[0] if kind == "CONV_2D" else k[3])
+        dh, dw = options.get("dilation", (1, 1))
+        sh, sw = options["stride"]
+        if min(sh, sw, dh, dw) < 1:
+            raise ValueError(f"stride {(sh, sw)}, dilation {(dh, dw)}")
+        if options["padding"] == "SAME":
+            return x[0], -(-x[1] // sh), -(-x[2] // sw), channels
+        h, w = (x[1] - (kh - 1) * dh - 1) // sh + 1, (x[2] - (kw - 1) * dw - 1) // sw + 1
+        if h < 1 or w < 1:
+            raise ValueError(f"a {kh}x{kw} window does not fit a {x[1]}x{x[2]} input")
+        return x[0], h, w, channels
+    if kind == "PAD":
+        if len(values) < 2 or values[1] is None:
+            raise ValueError("no constant paddings")
+        pads = np.asarray(values[1]).reshape(-1, 2)
+        if pads.shape[0] != len(x):
+            raise ValueError(f"paddings {pads.tolist()} for a {len(x)}-D input")
+        return tuple(int(s + a + b) for s, (a, b) in zip(x, pads))
+    if kind == "ADD":
+        if len(shapes) != 2 or shapes[1] is None:
+            raise ValueError("ADD takes two inputs")
+        return tuple(int(d) for d in np.broadcast_shapes(x, shapes[1]))
+    if kind in ("PRELU", "LOGISTIC", "DEQUANTIZE"):
+        return x
+    if kind == "RESHAPE":
+        new = [int(d) for d in options["new_shape"]]
+        size = int(np.prod(x))
+        if new.count(-1) == 1:
+            known = int(np.prod([d for d in new if d != -1]))
+            if known <= 0 or size % known:
+                raise ValueError(f"{list(x)} cannot take the shape {new}")
+            new[new.index(-1)] = size // known
+        if any(d < 0 for d in new) or int(np.prod(new)) != size:
+            raise ValueError(f"{list(x)} cannot take the shape {new}")
+        return tuple(new)
+    return None
+
+
+def check_graph(graph: Graph) -> None:
+    """Refuse (WeightsError) a graph that is not self-consistent: tensor ids out of range, operators without an
+    input or output, an output computed twice, declared shapes that are negative or absurdly large."""
+    count = len(graph.tensors)
+    for spec in graph.tensors:
+        if any(d < 0 for d in spec.shape) or int(np.prod(spec.shape, dtype=np.float64)) > MAX_TENSOR_ELEMENTS:
+            raise WeightsError(f"tensor {spec.name!r} declares the shape {list(spec.shape)}; not a face-landmark "
+                               "model (or a damaged file)")
+    for where, ids in (("graph inputs", graph.inputs), ("graph outputs", graph.outputs)):
+        if not ids or any(not 0 <= i < count for i in ids):
+            raise WeightsError(f"the {where} {list(ids)} do not name tensors of the graph (it has {count})")
+    written: set[int] = set(graph.inputs) | set(graph.constants)
+    for op in graph.ops:
+        if not op.inputs or not 0 <= op.inputs[0] < count or any(not -1 <= i < count for i in op.inputs):
+            raise WeightsError(f"a {op.kind} operator reads tensors {list(op.inputs)}; the graph has {count}")
+        if len(op.outputs) != 1 or not 0 <= op.outputs[0] < count:
+            raise WeightsError(f"a {op.kind} operator writes tensors {list(op.outputs)}; one of the graph's "
+                               f"{count} was expected")
+        if op.outputs[0] in written:
+            raise WeightsError(f"a {op.kind} operator writes {graph.tensors[op.outputs[0]].name!r}, which is "
+                               "already an input, a constant or another operator's output")
+        written.add(op.outputs[0])
+
+
+def _check_output_shape(op: OpSpec, graph: Graph, consts: dict[int, np.ndarray], module: nn.Module) -> None:
+    """The operator's output must have the shape the file declares for it (RESHAPE: the one it reshapes to)."""
+    options = {**op.options, "new_shape": module.shape} if isinstance(module, _Reshape) else op.options
+    shapes = [graph.tensors[i].shape if i >= 0 else None for i in op.inputs]
+    values = [consts.get(i) if i >= 0 else None for i in op.inputs]
+    try:
+        expected = infer_shape(op.kind, shapes, values, options)
+    except ValueError as exc:
+        raise WeightsError(f"{op.kind} inputs do not fit together ({exc}); a damaged file?") from None
+    declared = graph.tensors[op.outputs[0]]
+    if expected is not None and tuple(expected) != declared.shape:
+        raise WeightsError(f"{op.kind} computes {list(expected)}, but the file declares {declared.name!r} as "
+                           f"{list(declared.shape)}; a damaged file?")
+
+
 # ---------------------------------------------------------------------------------------- builders
 
 _Builder = Callable[[OpSpec, Graph, dict[int, np.ndarray]], tuple[nn.Module, list[int]]]
@@ -553,6 +645,7 @@ class TFLiteModule(nn.Module):
 
     def __init__(self, graph: Graph):
         super().__init__()
+        check_graph(graph)
         check_supported(graph)
         ops, consts = fold_dequantize(graph)
         computed = set(graph.inputs).union(*(op.outputs for op in ops))
@@ -566,6 +659,7 @@ class TFLiteModule(nn.Module):
             missing = [graph.tensors[i].name for i in live if i not in available]
             if missing:
                 raise WeightsError(f"{op.kind} reads {missing} before any operator computes it")
+            _check_output_shape(op, graph, consts, module)
             layers.append(module)
             wiring.append((tuple(live), op.outputs[0]))
             available.add(op.outputs[0])
@@ -659,26 +753,11 @@ class GraphBuilder:
         return out
 
     def _infer(self, kind: str, inputs: list[int], opts: Mapping[str, Any]) -> tuple[int, ...]:
-        x = self.shape(inputs[0])
-        if kind in ("CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D"):
-            if kind == "MAX_POOL_2D":
-                (kh, kw), channels = opts["filter"], x[3]
-            else:
-                k = self.shape(inputs[1])
-                kh, kw, channels = k[1], k[2], (k[0] if kind == "CONV_2D" else k[3])
-            dh, dw = opts.get("dilation", (1, 1))
-            sh, sw = opts["stride"]
-            if opts["padding"] == "SAME":
-                return x[0], -(-x[1] // sh), -(-x[2] // sw), channels
-            return x[0], (x[1] - (kh - 1) * dh - 1) // sh + 1, (x[2] - (kw - 1) * dw - 1) // sw + 1, channels
-        if kind == "PAD":
-            pads = np.asarray(self.constants[inputs[1]]).reshape(-1, 2)
-            return tuple(int(s + a + b) for s, (a, b) in zip(x, pads))
-        if kind in ("ADD", "PRELU", "LOGISTIC", "DEQUANTIZE"):
-            return x
-        if kind == "RESHAPE":
-            return tuple(int(s) for s in opts["new_shape"])
-        raise ValueError(f"give the output shape of {kind} with shape=")
+        shapes = [self.shape(i) if i >= 0 else None for i in inputs]
+        shape = infer_shape(kind, shapes, [self.constants.get(i) for i in inputs], opts)
+        if shape is None:
+            raise ValueError(f"give the output shape of {kind} with shape=")
+        return shape
 
     def mark_output(self, index: int) -> None:
         self.outputs.append(index)

@@ -25,9 +25,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from stylepuppet import safe_pickle
+from stylepuppet import safe_pickle, safe_zip
 from stylepuppet.errors import UnsafePickleError, WeightsError
-from stylepuppet.safe_pickle import AllowList, fresh
+from stylepuppet.safe_pickle import AllowList, calling, fresh
 
 #: Storage classes a persistent id may name, and the dtype of their elements.
 STORAGE_DTYPES: dict[str, torch.dtype] = {
@@ -76,8 +76,8 @@ def _rebuild_tensor(storage: Tensor, offset: int, size: tuple, stride: tuple, *_
 #: Every global the pickles of a TorchScript archive may name. Each lookup hands out a fresh object of
 #: ours, so a pickle that sets attributes on what it was given (BUILD) changes nothing beyond that object.
 SCRIPT_PICKLE = AllowList("TorchScript archive", {
-    ("torch._utils", "_rebuild_tensor_v2"): fresh(lambda: lambda *args: _rebuild_tensor(*args)),
-    ("torch._utils", "_rebuild_tensor"): fresh(lambda: lambda *args: _rebuild_tensor(*args)),
+    ("torch._utils", "_rebuild_tensor_v2"): calling(_rebuild_tensor),
+    ("torch._utils", "_rebuild_tensor"): calling(_rebuild_tensor),
     ("torch._utils", "_rebuild_parameter"): fresh(lambda: lambda data, *_: data),
     ("collections", "OrderedDict"): fresh(lambda: lambda *args: OrderedDict(*args)),
     ("torch.jit._pickle", "restore_type_tag"): fresh(lambda: lambda value, *_: value),
@@ -148,11 +148,11 @@ def is_torchscript_archive(path: str | Path) -> bool:
     return any(n.endswith("/data.pkl") for n in names) and any("/code/" in n for n in names)
 
 
-def _storage_tensors(zf: zipfile.ZipFile, names: list[str], folder: str) -> dict[str, Tensor]:
+def _storage_tensors(zf: zipfile.ZipFile, names: list[str], folder: str, source: str) -> dict[str, Tensor]:
     out = {}
     for name in names:
         if name.startswith(folder) and name != folder and "/" not in name[len(folder):]:
-            raw = np.frombuffer(zf.read(name), dtype=np.uint8).copy()
+            raw = np.frombuffer(safe_zip.read_member(zf, name, source), dtype=np.uint8).copy()
             out[name[len(folder):]] = torch.from_numpy(raw)
     return out
 
@@ -166,27 +166,41 @@ def read_torchscript(path: str | Path) -> TorchScriptArchive:
     path = Path(path)
     if not zipfile.is_zipfile(path):
         raise WeightsError(f"{path} is not a TorchScript archive (not a zip file)")
-    with zipfile.ZipFile(path) as zf:
-        names = zf.namelist()
-        data_pkls = [n for n in names if n.endswith("data.pkl") and n.count("/") == 1]
-        if len(data_pkls) != 1:
-            raise WeightsError(f"{path} is not a TorchScript archive (no single <name>/data.pkl)")
-        top = data_pkls[0][: -len("data.pkl")]
-        byteorder = zf.read(top + "byteorder").decode().strip() if top + "byteorder" in names else "little"
-        if byteorder != "little":
-            raise WeightsError(f"{path} was saved big-endian, which is not supported; re-save it on a "
-                               "little-endian machine")
-        code = {n[len(top):]: zf.read(n).decode("utf-8", errors="replace") for n in names
-                if n.startswith(top + "code/") and n.endswith(".py")}
-        data_storages = _storage_tensors(zf, names, top + "data/")
-        root = _unpickle(zf.read(top + "data.pkl"), data_storages, f"{path.name}:data.pkl")
-        constants: Any = ()
-        if top + "constants.pkl" in names:
-            const_storages = _storage_tensors(zf, names, top + "constants/") or data_storages
-            constants = _unpickle(zf.read(top + "constants.pkl"), const_storages, f"{path.name}:constants.pkl")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            root, constants, code = _read_archive(zf, path)
+    except safe_zip.ZIP_ERRORS as exc:
+        raise WeightsError(f"{path} is a damaged TorchScript archive ({type(exc).__name__}: {str(exc)[:100]}); "
+                           "download it again") from None
     if not isinstance(root, ScriptObject):
         raise WeightsError(f"{path} is not a TorchScript module archive (its data.pkl holds a {type(root).__name__})")
     return TorchScriptArchive(root, tuple(constants) if isinstance(constants, (tuple, list)) else (constants,), code)
+
+
+def _read_archive(zf: zipfile.ZipFile, path: Path) -> tuple[Any, Any, dict[str, str]]:
+    """The root object, the constants and the code of an open archive; every member read is size-capped."""
+    source = str(path)
+    safe_zip.check_sizes(zf, source)
+    names = zf.namelist()
+    data_pkls = [n for n in names if n.endswith("data.pkl") and n.count("/") == 1]
+    if len(data_pkls) != 1:
+        raise WeightsError(f"{path} is not a TorchScript archive (no single <name>/data.pkl)")
+    top = data_pkls[0][: -len("data.pkl")]
+    byteorder = (safe_zip.read_member(zf, top + "byteorder", source).decode(errors="replace").strip()
+                 if top + "byteorder" in names else "little")
+    if byteorder != "little":
+        raise WeightsError(f"{path} was saved big-endian, which is not supported; re-save it on a "
+                           "little-endian machine")
+    code = {n[len(top):]: safe_zip.read_member(zf, n, source).decode("utf-8", errors="replace") for n in names
+            if n.startswith(top + "code/") and n.endswith(".py")}
+    data_storages = _storage_tensors(zf, names, top + "data/", source)
+    root = _unpickle(safe_zip.read_member(zf, top + "data.pkl", source), data_storages, f"{path.name}:data.pkl")
+    constants: Any = ()
+    if top + "constants.pkl" in names:
+        const_storages = _storage_tensors(zf, names, top + "constants/", source) or data_storages
+        constants = _unpickle(safe_zip.read_member(zf, top + "constants.pkl", source), const_storages,
+                              f"{path.name}:constants.pkl")
+    return root, constants, code
 
 
 def _unpickle(data: bytes, storages: dict[str, Tensor], source: str) -> Any:
