@@ -20,6 +20,15 @@ from stylepuppet.face.detect import PREDICTOR_FILE, dlib_models_dir
 DESCRIPTOR_MODEL = "dlib_face_recognition_resnet_model_v1.dat"
 
 
+def upscale(frame: np.ndarray, size: int) -> np.ndarray:
+    """A uint8 RGB frame upscaled (bicubic) so its shorter side is at least ``size``; larger ones as they are."""
+    h, w = frame.shape[:2]
+    if min(h, w) >= size:
+        return np.ascontiguousarray(frame)
+    scale = size / min(h, w)
+    return np.asarray(Image.fromarray(frame).resize((round(w * scale), round(h * scale)), Image.BICUBIC))
+
+
 @dataclass
 class FrameMeasures:
     """What the judge saw in a sequence of T frames (rows of NaN where no face was found)."""
@@ -52,12 +61,8 @@ class DlibJudge:
         self.encoder = dlib.face_recognition_model_v1(str(folder / DESCRIPTOR_MODEL))
 
     def prepare(self, frame: np.ndarray) -> np.ndarray:
-        """The frame as judged: uint8 RGB, upscaled (bicubic) so its shorter side is at least ``size``."""
-        h, w = frame.shape[:2]
-        if min(h, w) >= self.size:
-            return np.ascontiguousarray(frame)
-        scale = self.size / min(h, w)
-        return np.asarray(Image.fromarray(frame).resize((round(w * scale), round(h * scale)), Image.BICUBIC))
+        """The frame as judged: uint8 RGB, upscaled so its shorter side is at least ``size``."""
+        return upscale(frame, self.size)
 
     def measure(self, frames, describe: bool = False) -> FrameMeasures:
         """Points (the largest face per frame), detection mask and optional descriptors for each frame."""
