@@ -195,7 +195,7 @@ def _attr(buf: memoryview) -> Any:
 
     Kinds no supported op reads (functions, placeholders) come back as None.
     """
-    for number, wire, value in _fields(buf):
+    for number, _, value in _fields(buf):
         if number == _ATTR_S:
             return bytes(value).decode("utf-8", "replace")
         if number in (_ATTR_I, _ATTR_TYPE):
