@@ -12,13 +12,13 @@ import sys
 
 import click
 
-from stylepuppet.cli import animate, evaluate, generate, render, track, weights
+from stylepuppet.cli import animate, evaluate, generate, render, track, ui, weights
 from stylepuppet.errors import StylePuppetError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]},
              commands=[animate.animate_command, render.render_command, evaluate.evaluate_command,
-                       track.track_command, generate.generate_command, weights.weights_group])
+                       track.track_command, generate.generate_command, weights.weights_group, ui.ui_command])
 @click.version_option(package_name="stylepuppet")
 def main() -> None:
     """Animate a generated face with the facial motion of a driving video."""
