@@ -264,9 +264,11 @@ class Studio:
                 cancel_button = gr.Button("Cancel", variant="stop", elem_id="cancel")
             status = gr.Markdown(elem_id="status")
             with gr.Row():
-                animation = gr.Video(label="Animation", elem_id="animation", interactive=False)
-                # its own caption strip names its panels, where the label would cover the first one
-                side = gr.Video(label="Side by side", show_label=False, elem_id="side-by-side", interactive=False)
+                animation = gr.Video(label="Animation", elem_id="animation", interactive=False, scale=1)
+                # its own caption strip names its panels, where the label would cover the first one; two or
+                # three panels wide, it gets twice the animation's width
+                side = gr.Video(label="Side by side", show_label=False, elem_id="side-by-side", interactive=False,
+                                scale=2)
             report = gr.HTML(elem_id="report")
             downloads = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="downloads")
 
