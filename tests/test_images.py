@@ -1,7 +1,8 @@
 import numpy as np
+import pytest
 import torch
 
-from stylepuppet.images import draw_points, stamp_untrained, to_tensor, to_uint8, to_unit
+from stylepuppet.images import draw_points, labelled_row, stamp_untrained, to_tensor, to_uint8, to_unit, upscale
 
 
 def test_to_uint8_rounds_as_nvidias_generate_and_round_trips_with_to_tensor():
@@ -29,3 +30,25 @@ def test_untrained_stamp_changes_the_top_rows_only():
     stamped = stamp_untrained(frame)
     assert stamped.shape == frame.shape
     assert (stamped[:8] != frame[:8]).any() and (stamped[32:] == frame[32:]).all()
+
+
+def test_upscale_enlarges_small_frames_only():
+    small = np.zeros((64, 48, 3), np.uint8)
+    small[:, 24:] = 200
+    big = upscale(small, 256)
+    assert big.shape == (341, 256, 3) and big[:, :120].max() < 10 and big[:, 136:].min() > 190
+    frame = np.zeros((300, 400, 3), np.uint8)
+    assert upscale(frame, 256).shape == frame.shape
+
+
+def test_labelled_row_puts_each_caption_over_its_panel():
+    panels = [np.full((64, 80, 3), v, np.uint8) for v in (50, 150)]
+    row = labelled_row(panels, ["left", "right"])
+    strip = row.shape[0] - 64
+    assert row.shape[1] == 160 and strip > 0 and row.shape[0] % 2 == 0
+    assert (row[strip:, :80] == 50).all() and (row[strip:, 80:] == 150).all()
+    for x0 in (0, 80):  # light caption text, centred in each panel's part of the strip
+        text = np.argwhere(row[:strip, x0:x0 + 80].max(axis=-1) > 150)
+        assert len(text) and 20 < text[:, 1].mean() < 60
+    with pytest.raises(ValueError, match="one label per panel"):
+        labelled_row(panels, ["only one"])

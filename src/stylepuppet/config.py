@@ -208,6 +208,9 @@ class AnimateConfig:
     of P frames is exp(−2π²σ²/P²): at σ = 1, 0.95 for P = 20 and 0.58 for P = 6 (fast speech at
     25 fps), so keep it at or below 1 for talking clips. It only changes the rendering: a finished
     run given another value resumes at its end and renders again.
+
+    ``show_points``: side_by_side.mp4 gains a panel, the output with the landmark targets it was
+    optimised towards drawn on it (the output panel itself stays clean). Rendering only, like ``subframes``.
     """
 
     preset: str = "keep-identity"
@@ -224,6 +227,8 @@ class AnimateConfig:
                            help="Frames rendered per driving frame (k; 1 disables interpolation).")
     latent_smooth: float = _spec(0.0, lo=0, hi=8, flag="latent-smooth",
                                  help="σ in frames of a temporal Gaussian on the latents before rendering (0: none).")
+    show_points: bool = _spec(False, flag="show-points",
+                              help="side_by_side.mp4: add a panel of the output with its target landmarks.")
     start_candidates: int = _spec(0, lo=0, hi=4096, flag="start-candidates",
                                   help="Free mode: start from the best of N random faces (0: the generator's mean "
                                        "face).")

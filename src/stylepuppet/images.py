@@ -24,20 +24,41 @@ def to_tensor(frame: np.ndarray, device: torch.device | str = "cpu") -> torch.Te
     return torch.from_numpy(frame.copy()).to(device).permute(2, 0, 1)[None].float() / 127.5 - 1
 
 
+def to_unit(images: torch.Tensor) -> torch.Tensor:
+    """Generator range [-1, 1] -> [0, 1], the range landmark nets and the look metrics take."""
+    return (images + 1) * 0.5
+
+
 def upscale(frame: np.ndarray, size: int) -> np.ndarray:
-    """A uint8 frame upscaled (bicubic) so its shorter side is at least ``size`` (face detectors miss small
-    faces); larger frames as they are."""
+    """uint8 RGB ``frame`` enlarged (bicubic) so its shorter side is at least ``size``; larger frames as they are.
+
+    Bicubic, not nearest: a 64² face enlarged 4x then reads as a face rather than as 4-pixel blocks, in the
+    videos and for the face detectors and the dlib judge alike (detectors miss small faces).
+    """
     h, w = frame.shape[:2]
     if min(h, w) >= size:
         return np.ascontiguousarray(frame)
     scale = size / min(h, w)
-    return np.asarray(Image.fromarray(np.ascontiguousarray(frame)).resize((round(w * scale), round(h * scale)),
-                                                                         Image.Resampling.BICUBIC))
+    image = Image.fromarray(np.ascontiguousarray(frame))
+    return np.asarray(image.resize((round(w * scale), round(h * scale)), Image.Resampling.BICUBIC))
 
 
-def to_unit(images: torch.Tensor) -> torch.Tensor:
-    """Generator range [-1, 1] -> [0, 1], the range landmark nets and the look metrics take."""
-    return (images + 1) * 0.5
+def labelled_row(panels: Sequence[np.ndarray], labels: Sequence[str]) -> np.ndarray:
+    """Panels of one height side by side under a dark strip that names each one (centred over it), for a
+    person to read which panel is which (the strip's height keeps the frame's height even, as H.264 needs)."""
+    height = panels[0].shape[0]
+    if any(p.shape[0] != height for p in panels) or len(panels) != len(labels):
+        raise ValueError("one label per panel, and panels of one height")
+    font = ImageFont.load_default(size=max(10, height // 20))
+    strip = 2 * ((font.size + 8) // 2)
+    row = Image.new("RGB", (sum(p.shape[1] for p in panels), strip + height), (24, 24, 24))
+    pen = ImageDraw.Draw(row)
+    x = 0
+    for panel, label in zip(panels, labels):
+        row.paste(Image.fromarray(np.ascontiguousarray(panel)), (x, strip))
+        pen.text((x + panel.shape[1] / 2, strip / 2), label, fill=(235, 235, 235), font=font, anchor="mm")
+        x += panel.shape[1]
+    return np.asarray(row)
 
 
 def draw_points(frame: np.ndarray, points: np.ndarray, *, colour: tuple[int, int, int] = (0, 255, 0),

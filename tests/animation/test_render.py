@@ -8,7 +8,15 @@ import pytest
 import torch
 from engine_stubs import TinyLatents
 
-from stylepuppet.animation.render import interpolate_latents, render_video, smooth_latents
+from stylepuppet.animation.render import (
+    SIDE_PANEL,
+    interpolate_latents,
+    render_side_by_side,
+    render_video,
+    side_by_side_labels,
+    smooth_latents,
+)
+from stylepuppet.images import to_uint8, upscale
 
 
 def decode(path: Path) -> tuple[int, float, bool, tuple[int, int]]:
@@ -90,3 +98,56 @@ def test_render_uses_the_generators_live_noise(tmp_path):
             buf.zero_()
     render_video(gen, ws, tmp_path / "quiet.mp4", 25.0, 1)
     assert (tmp_path / "loud.mp4").read_bytes() != (tmp_path / "quiet.mp4").read_bytes()
+
+# ------------------------------------------------------------------------------------------ side by side
+
+QUADS = np.array([[[100, 100], [100, 400], [400, 400], [400, 100]]] * 2, dtype=np.float64)
+
+
+def _side_by_side(media_dir: Path, path: Path, **kwargs) -> tuple[list[np.ndarray], np.ndarray]:
+    """The decoded side_by_side.mp4 of 2 frames of a 32² generator, and its clean outputs enlarged to 256²."""
+    gen = TinyLatents("w")
+    ws = torch.randn(2, 1, gen.latent_dim, generator=torch.Generator().manual_seed(1))
+    points = np.tile(np.array([[8.0, 8.0], [24.0, 20.0]]), (2, 1, 1))
+    render_side_by_side(gen, ws, path, driving=media_dir / "d0.mp4", start=0, quads=QUADS, fps=25.0,
+                        points=points, shown=np.array([0, 1]), **kwargs)
+    with av.open(str(path)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    with torch.no_grad():
+        outputs = to_uint8(gen.render(ws))
+    return frames, np.stack([upscale(o, SIDE_PANEL) for o in outputs])
+
+
+def _panel(frame: np.ndarray, index: int) -> np.ndarray:
+    """Panel ``index`` of a side-by-side frame (below its caption strip)."""
+    return frame[frame.shape[0] - SIDE_PANEL:, index * SIDE_PANEL:(index + 1) * SIDE_PANEL].astype(int)
+
+
+def _green(panel: np.ndarray, x: float, y: float) -> bool:
+    spot = panel[int(y) - 1:int(y) + 2, int(x) - 1:int(x) + 2].reshape(-1, 3).mean(axis=0)
+    return spot[1] > 180 and spot[0] < 110 and spot[2] < 110
+
+
+def test_side_by_side_panels_are_enlarged_and_the_output_is_clean(media_dir, tmp_path):
+    frames, outputs = _side_by_side(media_dir, tmp_path / "free.mp4", look=None)
+    assert len(frames) == 2 and frames[0].shape[1] == 2 * SIDE_PANEL and frames[0].shape[0] > SIDE_PANEL
+    strip = frames[0][:frames[0].shape[0] - SIDE_PANEL]
+    assert strip.mean() < 60 and strip.max() > 200  # dark, with light caption text
+    for frame, output in zip(frames, outputs):
+        # the output panel is the generator's frame, enlarged, with nothing drawn on it (H.264 noise only)
+        assert np.abs(_panel(frame, 1) - output).mean() < 4
+        assert not _green(_panel(frame, 1), (8 + 0.5) * 8 - 0.5, (8 + 0.5) * 8 - 0.5)
+    assert side_by_side_labels(False, False) == ("driving frame (aligned)", "output")
+
+
+def test_side_by_side_shows_the_target_points_in_a_panel_of_their_own(media_dir, tmp_path):
+    look = np.full((32, 32, 3), 200, np.uint8)
+    frames, outputs = _side_by_side(media_dir, tmp_path / "points.mp4", look=look, show_points=True)
+    assert frames[0].shape[1] == 4 * SIDE_PANEL
+    assert np.abs(_panel(frames[0], 0) - 200).mean() < 4  # the look, enlarged
+    assert np.abs(_panel(frames[0], 2) - outputs[0]).mean() < 4  # the output, still clean
+    marked = _panel(frames[0], 3)
+    for x, y in ((8.0, 8.0), (24.0, 20.0)):  # 32² output pixels -> 256² panel pixels
+        assert _green(marked, (x + 0.5) * 8 - 0.5, (y + 0.5) * 8 - 0.5)
+    assert side_by_side_labels(True, True) == ("look (aligned)", "driving frame (aligned)", "output",
+                                               "output + target points")

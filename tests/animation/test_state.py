@@ -1,6 +1,8 @@
 """The run state: exact round trips, chunked saves whose cost does not grow with the run, the fingerprint."""
 
 import dataclasses
+import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +11,7 @@ import torch
 from stylepuppet import atomic
 from stylepuppet.animation.state import CHUNK, RunState, chunk_folder, fingerprint
 from stylepuppet.config import preset
+from stylepuppet.video import content_digest
 
 
 def test_state_round_trips_exactly(tmp_path):
@@ -27,9 +30,25 @@ def test_fingerprint_follows_settings_and_input_content_but_not_the_rendering(tm
     base = fingerprint(cfg, {"driving": clip, "look": None})
     assert fingerprint(dataclasses.replace(cfg, subframes=3), {"driving": clip, "look": None}) == base
     assert fingerprint(dataclasses.replace(cfg, latent_smooth=1.0), {"driving": clip, "look": None}) == base
+    assert fingerprint(dataclasses.replace(cfg, show_points=True), {"driving": clip, "look": None}) == base
     assert fingerprint(dataclasses.replace(cfg, seed=1), {"driving": clip, "look": None}) != base
     clip.write_bytes(b"two")
     assert fingerprint(cfg, {"driving": clip, "look": None}) != base
+
+
+def test_runs_saved_before_the_points_panel_setting_existed_still_resume(tmp_path):
+    """Before show_points was a setting, the fingerprint hashed the config's JSON without it (and with the other
+    rendering settings at 1 and 0): the same hash now, so those runs resume rather than being refused."""
+    clip = tmp_path / "clip.bin"
+    clip.write_bytes(b"one")
+    cfg = preset("quick")
+    before = json.loads(dataclasses.replace(cfg, subframes=1, latent_smooth=0.0).to_json())
+    del before["show_points"]
+    digest = hashlib.sha256(json.dumps(before, indent=2, sort_keys=True).encode())
+    digest.update(f"driving={content_digest(clip)};look=-;".encode())
+    now = fingerprint(dataclasses.replace(cfg, show_points=True), {"driving": clip, "look": None})
+    assert now == digest.hexdigest()
+
 
 def _grow(path: Path, frames: int, monkeypatch) -> list[int]:
     """Save a state after each of ``frames`` frames (as the animate loop does); bytes written per save."""

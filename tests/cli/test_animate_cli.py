@@ -64,7 +64,9 @@ def test_animate_writes_every_output_and_they_decode(keep_identity_run, media_di
     assert len(frames) == 4 * 2 and fps == pytest.approx(30 * 2) and audio
     assert frames[0].shape == (64, 64, 3)
     side, side_fps, _ = decode(out / "side_by_side.mp4")
-    assert len(side) == 4 and side_fps == pytest.approx(30) and side[0].shape == (64, 3 * 64, 3)
+    # look | driving | output, each enlarged to 256² (the outputs are 64²), under a strip of captions
+    assert len(side) == 4 and side_fps == pytest.approx(30) and side[0].shape[1:] == (3 * 256, 3)
+    assert 256 < side[0].shape[0] < 300
     with np.load(out / "latents.npz") as z:
         assert z["ws"].shape == (4, 10, 32)  # tiny untrained StyleGAN2: 64², W+ has 10 layers of 32
         assert z["loss/landmark"].shape == (4,) and np.isfinite(z["loss/landmark"]).all()
@@ -134,7 +136,7 @@ def test_free_mode_with_the_original_heat_map_loss(cache, media_dir, tmp_path):
     frames, fps, audio = decode(tmp_path / "animation.mp4")
     assert len(frames) == 3 and fps == pytest.approx(25) and not audio  # d0 has no audio track
     side, _, _ = decode(tmp_path / "side_by_side.mp4")
-    assert side[0].shape == (64, 2 * 64, 3)  # no look panel in free mode
+    assert side[0].shape[1] == 2 * 256  # no look panel in free mode
     cfg = json.loads((tmp_path / "config.json").read_text())
     assert cfg["landmarks"]["form"] == "heatmap" and cfg["mode"] == "free"
 

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from stylepuppet.evaluation.measures import descriptor_distances, landmark_jitter, mouth_ratio, pearson
+from stylepuppet.evaluation.measures import descriptor_distances, jitter_series, landmark_jitter, mouth_ratio, pearson
 
 
 def _face(gap: float = 2.0, width: float = 20.0) -> np.ndarray:
@@ -56,3 +56,15 @@ def test_descriptor_distances():
     d = np.array([[0.0, 0.0], [3.0, 4.0], [0.0, 1.0]])
     assert np.allclose(descriptor_distances(d), [0, 5, 1])
     assert np.allclose(descriptor_distances(d, reference=2), [1, np.hypot(3, 3), 0])
+
+
+def test_jitter_series_is_the_per_frame_form_of_the_mean():
+    rng = np.random.default_rng(1)
+    points = rng.normal(size=(6, 68, 2)) + np.linspace(0, 40, 68)[:, None]
+    series = jitter_series(points)
+    assert np.isnan(series[[0, -1]]).all() and np.isfinite(series[1:-1]).all()
+    t = 2
+    wobble = np.linalg.norm(points[t] - (points[t - 1] + points[t + 1]) / 2, axis=-1).mean()
+    eyes = np.linalg.norm(points[t, 42:48].mean(0) - points[t, 36:42].mean(0))
+    assert series[t] == pytest.approx(wobble / eyes)
+    assert np.isnan(mouth_ratio(np.full((68, 2), np.nan)))

@@ -29,7 +29,7 @@ from stylepuppet.images import to_uint8
 from stylepuppet.video import content_digest, write_png
 
 ANIMATION, SIDE_BY_SIDE, LATENTS, CONFIG = "animation.mp4", "side_by_side.mp4", "latents.npz", "config.json"
-EVALUATION = "evaluation.mp4"
+EVALUATION, REPORT_HTML, REPORT_JSON = "evaluation.mp4", "report.html", "report.json"
 #: The look's projection (keep-identity; ``stylepuppet project`` writes the same files).
 LOOK_LATENT, LOOK_ALIGNED = "look_latent.npz", "look_aligned.png"
 LOOK_RECONSTRUCTION, LOOK_FIGURES = "look_reconstruction.png", "look_projection.json"
@@ -59,11 +59,11 @@ def write_animation(run: FinishedRun, path: Path) -> None:
 
 
 def write_side_by_side(run: FinishedRun, path: Path) -> None:
-    """aligned look | aligned driving frame | output (target landmarks drawn), at the driving fps."""
+    """[aligned look |] aligned driving frame | output [| output + target points], at the driving fps."""
     t = run.targets
     render_side_by_side(run.generator, run.ws, path, driving=run.driving, start=run.cfg.start, quads=t.quads,
-                        fps=t.fps, look=t.look, points=t.points, shown=run.shown, stamp=run.untrained,
-                        device=run.device)
+                        fps=t.fps, look=t.look, points=t.points, shown=run.shown, show_points=run.cfg.show_points,
+                        stamp=run.untrained, device=run.device)
 
 
 def write_latents(run: FinishedRun, path: Path) -> None:
@@ -107,7 +107,10 @@ OUTPUTS: tuple[Output, ...] = (
     Output(SIDE_BY_SIDE, write_side_by_side),
     Output(LATENTS, write_latents),
     Output(CONFIG, write_config),
-    Output(EVALUATION, None),  # `stylepuppet evaluate`; judges the run it was made from
+    # `stylepuppet evaluate` (or `animate --evaluate`); each judges the run it was made from
+    Output(EVALUATION, None),
+    Output(REPORT_HTML, None),
+    Output(REPORT_JSON, None),
 )
 
 

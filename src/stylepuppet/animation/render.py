@@ -25,8 +25,12 @@ from stylepuppet.errors import ConfigError, MediaError
 from stylepuppet.face.smoothing import gaussian_smooth
 from stylepuppet.face.track import aligned_frames
 from stylepuppet.generators.interface import LatentGenerator
-from stylepuppet.images import draw_points, stamp_untrained, to_uint8
+from stylepuppet.images import draw_points, labelled_row, stamp_untrained, to_uint8, upscale
+from stylepuppet.landmarks.framing import resize_points
 from stylepuppet.video import VideoWriter
+
+#: Least side of each side_by_side.mp4 panel: a 64² DCGAN face is enlarged 4x to be seen.
+SIDE_PANEL = 256
 
 
 def interpolate_latents(ws: torch.Tensor, k: int, generator: LatentGenerator) -> Iterator[torch.Tensor]:
@@ -65,25 +69,39 @@ def render_video(generator: LatentGenerator, ws: torch.Tensor, path: Path, fps: 
     return count
 
 
+def side_by_side_labels(look: bool, show_points: bool) -> tuple[str, ...]:
+    """The names of side_by_side.mp4's panels, left to right, as its caption strip shows them."""
+    return (*(("look (aligned)",) if look else ()), "driving frame (aligned)", "output",
+            *(("output + target points",) if show_points else ()))
+
+
 def render_side_by_side(generator: LatentGenerator, ws: torch.Tensor, path: Path, *, driving: Path, start: int,
                         quads: np.ndarray, fps: float, look: np.ndarray | None, points: np.ndarray | None,
-                        shown: np.ndarray, stamp: bool, device: torch.device | str = "cpu") -> None:
-    """aligned look | aligned driving frame | output, one row per driving frame at the driving fps.
+                        shown: np.ndarray, show_points: bool = False, stamp: bool = False,
+                        device: torch.device | str = "cpu") -> None:
+    """[aligned look |] aligned driving frame | output [| output + target points], one row per driving frame
+    at the driving fps, each panel at least :data:`SIDE_PANEL`² under a strip that names it.
 
     ``quads`` align the driving frames from ``start``; ``look`` is the aligned look image (None in free
-    mode); the target landmarks ``points`` [T, P, 2] (relative form) of index ``shown`` are drawn on
-    the output for viewing."""
+    mode); the target landmarks ``points`` [T, P, 2] (relative form, output pixels) of index ``shown``
+    are drawn, with ``show_points``, on a copy of the output in a panel of their own, so the output
+    panel always shows the face as it is.
+    """
     size = generator.img_resolution
+    panel = max(SIDE_PANEL, size)
+    labels = side_by_side_labels(look is not None, show_points and points is not None)
+    look_panel = upscale(look, panel) if look is not None else None
     with VideoWriter(path, fps) as writer:
-        for t, crop in enumerate(aligned_frames(driving, quads, size, start=start)):
+        for t, crop in enumerate(aligned_frames(driving, quads, panel, start=start)):
             with torch.inference_mode():
-                out = to_uint8(generator.render(ws[t:t + 1].to(device), noise_mode="const"))[0]
-            if points is not None:
-                out = draw_points(out, points[t][shown], radius=max(1.0, size / 256))
-            if stamp:
-                out = stamp_untrained(out)
-            panels = [crop.image, out] if look is None else [look, crop.image, out]
-            writer.write(np.concatenate(panels, axis=1))
+                out = upscale(to_uint8(generator.render(ws[t:t + 1].to(device), noise_mode="const"))[0], panel)
+            panels = [crop.image, stamp_untrained(out) if stamp else out]
+            if look_panel is not None:
+                panels.insert(0, look_panel)
+            if show_points and points is not None:
+                marked = draw_points(out, resize_points(points[t][shown], size, panel), radius=panel / 160)
+                panels.append(stamp_untrained(marked) if stamp else marked)
+            writer.write(labelled_row(panels, labels))
 
 
 # ---------------------------------------------------------------------------------------------- latents.npz

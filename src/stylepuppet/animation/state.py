@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,9 +35,11 @@ DAMAGED_NPZ = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
 
 
 def fingerprint(cfg: AnimateConfig, inputs: dict[str, Path | None]) -> str:
-    """What decides the latents: the resolved config (but the sub-frame count and the latent filter,
-    which only change the rendering) and the content of every input file."""
-    h = hashlib.sha256(dataclasses.replace(cfg, subframes=1, latent_smooth=0.0).to_json().encode())
+    """What decides the latents: the resolved config (but the sub-frame count, the latent filter and the
+    side-by-side's points panel, which only change the rendering) and the content of every input file."""
+    settings = dataclasses.replace(cfg, subframes=1, latent_smooth=0.0).to_dict()
+    settings.pop("show_points")  # left out, not set: runs saved before the setting existed still resume
+    h = hashlib.sha256(json.dumps(settings, indent=2, sort_keys=True).encode())
     for name, path in sorted(inputs.items()):
         h.update(f"{name}={content_digest(path) if path is not None else '-'};".encode())
     return h.hexdigest()

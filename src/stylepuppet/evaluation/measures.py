@@ -50,23 +50,30 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum() / denom) if denom > 0 else float("nan")
 
 
-def landmark_jitter(points: np.ndarray) -> float:
-    """Mean wobble of landmarks from frame to frame, in units of the face's inter-ocular distance.
+def jitter_series(points: np.ndarray) -> np.ndarray:
+    """Per-frame wobble [T] of landmarks [T, 68, 2], in units of the face's inter-ocular distance.
 
-    For each interior frame and point, ``|p[t] - (p[t-1] + p[t+1]) / 2|`` (half the second difference,
-    as the face track's quad jitter), over the eye-centre distance; averaged over points and over the
-    frames whose neighbours were detected too. A steady face or a constant-velocity motion scores 0,
-    so this separates shaking from the intended motion (plain frame differences would count both).
+    Frame t scores the mean over points of ``|p[t] - (p[t-1] + p[t+1]) / 2|`` (half the second
+    difference, as the face track's quad jitter) over its eye-centre distance; the first and last
+    frames, and frames whose own or neighbours' points are missing, are NaN. A steady face or a
+    constant-velocity motion scores 0, so this separates shaking from the intended motion (plain
+    frame differences would count both).
     """
     points = _check_points(points)
     if points.ndim != 3:
         raise ValueError(f"points must be [T, 68, 2], got {points.shape}")
-    if points.shape[0] < 3:
-        return float("nan")
-    wobble = np.linalg.norm(points[1:-1] - 0.5 * (points[:-2] + points[2:]), axis=-1).mean(axis=-1)
-    per_frame = wobble / inter_ocular(points[1:-1])
-    per_frame = per_frame[np.isfinite(per_frame)]
-    return float(per_frame.mean()) if per_frame.size else float("nan")
+    series = np.full(points.shape[0], np.nan)
+    if points.shape[0] >= 3:
+        wobble = np.linalg.norm(points[1:-1] - 0.5 * (points[:-2] + points[2:]), axis=-1).mean(axis=-1)
+        series[1:-1] = wobble / inter_ocular(points[1:-1])
+    return series
+
+
+def landmark_jitter(points: np.ndarray) -> float:
+    """Mean of :func:`jitter_series` over the frames that have a value (NaN if none)."""
+    series = jitter_series(points)
+    series = series[np.isfinite(series)]
+    return float(series.mean()) if series.size else float("nan")
 
 
 def descriptor_distances(descriptors: np.ndarray, reference: int = 0) -> np.ndarray:

@@ -9,8 +9,13 @@ the pure functions below.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+import numpy as np
 import torch
 from torch import Tensor
+
+PointsT = TypeVar("PointsT", Tensor, np.ndarray)
 
 
 def _check_centre_side(images: Tensor, centre: Tensor, side: Tensor) -> None:
@@ -73,9 +78,9 @@ def crop_to_image(points: Tensor, centre: Tensor, side: Tensor, size: int) -> Te
     return (points - (size / 2 - 0.5)) * scale + centre[:, None, :]
 
 
-def resize_points(points: Tensor, from_size: int, to_size: int) -> Tensor:
+def resize_points(points: PointsT, from_size: float, to_size: float) -> PointsT:
     """Points in the pixels of one square grid -> the pixels of the same square sampled at ``to_size``
-    (pixel centres at integers on both grids; e.g. crop pixels -> heat-map pixels)."""
+    (pixel centres at integers on both grids; e.g. crop pixels -> heat-map pixels). Tensors or arrays."""
     return (points + 0.5) * (to_size / from_size) - 0.5
 
 

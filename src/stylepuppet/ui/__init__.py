@@ -1,0 +1,1 @@
+"""The browser app (`stylepuppet ui`, optional extra ``stylepuppet[ui]``): see :mod:`stylepuppet.ui.app`."""
