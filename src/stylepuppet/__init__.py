@@ -1,6 +1,6 @@
 """stylepuppet: animate a generated face with the facial motion of a driving video.
 
-The public API: :func:`animate`, :func:`render`, :func:`evaluate`, :func:`track`,
+The public API: :func:`animate`, :func:`batch`, :func:`render`, :func:`evaluate`, :func:`track`,
 :func:`load_generator` and :func:`make_config` (see :mod:`stylepuppet.api`), the settings types
 (:class:`AnimateConfig` and its sections, :func:`preset`) and :class:`StylePuppetError`, the base of
 every error meant for the user. Example::
@@ -24,9 +24,11 @@ from stylepuppet.errors import StylePuppetError
 if TYPE_CHECKING:
     from stylepuppet.api import (
         AnimateResult,
+        BatchResult,
         Evaluation,
         FaceTrack,
         animate,
+        batch,
         evaluate,
         load_generator,
         make_config,
@@ -34,12 +36,12 @@ if TYPE_CHECKING:
         track,
     )
 
-_API = ("AnimateResult", "Evaluation", "FaceTrack", "animate", "evaluate", "load_generator", "make_config", "render",
-        "track")
+_API = ("AnimateResult", "BatchResult", "Evaluation", "FaceTrack", "animate", "batch", "evaluate",
+        "load_generator", "make_config", "render", "track")
 
-__all__ = ["PRESETS", "AnimateConfig", "AnimateResult", "Evaluation", "FaceTrack", "LandmarkConfig", "LossWeights",
-           "Schedule", "StylePuppetError", "TrackConfig", "animate", "evaluate", "load_generator", "make_config",
-           "preset", "render", "track"]
+__all__ = ["PRESETS", "AnimateConfig", "AnimateResult", "BatchResult", "Evaluation", "FaceTrack", "LandmarkConfig",
+           "LossWeights", "Schedule", "StylePuppetError", "TrackConfig", "animate", "batch", "evaluate",
+           "load_generator", "make_config", "preset", "render", "track"]
 
 
 def __getattr__(name: str) -> Any:

@@ -2,7 +2,9 @@
 
 The outputs are written when the optimisation has finished (or when a finished run is run again,
 e.g. with another latent filter), from a :class:`FinishedRun`, in the order listed. A new output is
-one more :class:`Output` here with its writer. Files written by a stage along the way (the track,
+one more :class:`Output` here with its writer. An output the run's settings do not ask for (the
+full-frame videos without paste-back) is not written, and an earlier one is removed, so the folder
+always matches its ``config.json``. Files written by a stage along the way (the track,
 the targets) or by another command (``stylepuppet evaluate``) are listed without a writer. The run
 state has its own files (:class:`~stylepuppet.animation.state.RunState`).
 """
@@ -17,7 +19,14 @@ import numpy as np
 import torch
 
 from stylepuppet import atomic
-from stylepuppet.animation.render import render_side_by_side, render_video, save_latents
+from stylepuppet.animation.paste import PasteData, picture
+from stylepuppet.animation.render import (
+    render_full_side_by_side,
+    render_full_video,
+    render_side_by_side,
+    render_video,
+    save_latents,
+)
 from stylepuppet.animation.state import STATE, TARGETS, TRACK, RunState
 from stylepuppet.animation.targets import Targets
 from stylepuppet.config import AnimateConfig
@@ -25,6 +34,7 @@ from stylepuppet.generators.interface import LatentGenerator
 
 ANIMATION, SIDE_BY_SIDE, LATENTS, CONFIG = "animation.mp4", "side_by_side.mp4", "latents.npz", "config.json"
 EVALUATION = "evaluation.mp4"
+ANIMATION_FULL, SIDE_BY_SIDE_FULL = "animation_full.mp4", "side_by_side_full.mp4"
 
 
 @dataclass(frozen=True)
@@ -33,6 +43,7 @@ class FinishedRun:
 
     cfg: AnimateConfig
     driving: Path
+    look: Path | None
     generator: LatentGenerator  # with the noise frozen after frame 0
     ws: torch.Tensor  # [T, num_ws, dim] the latents as rendered (after the latent filter)
     state: RunState
@@ -40,6 +51,14 @@ class FinishedRun:
     shown: np.ndarray  # indices of the target landmarks drawn in the side-by-side video
     untrained: bool  # whether untrained networks stood in (every frame is then stamped)
     device: torch.device
+
+    @property
+    def paste(self) -> PasteData | None:
+        """What paste-back needs (None for targets made before it existed)."""
+        t = self.targets
+        if t.paste_quads is None or t.outlines is None:
+            return None
+        return PasteData(str(self.driving), str(self.look or ""), t.look_quad, t.paste_quads, t.outlines)
 
 
 def write_animation(run: FinishedRun, path: Path) -> None:
@@ -57,9 +76,26 @@ def write_side_by_side(run: FinishedRun, path: Path) -> None:
                         device=run.device)
 
 
+def write_animation_full(run: FinishedRun, path: Path) -> None:
+    """animation.mp4 pasted back into the whole picture (look image or driving frames), at its size."""
+    assert run.cfg.picture is not None
+    fps = run.targets.fps
+    render_full_video(run.generator, run.ws, path, fps, run.cfg.subframes,
+                      picture(run.paste, run.cfg.picture, run.cfg.start), audio_from=Path(run.targets.audio),
+                      audio_start=run.cfg.start / fps, stamp=run.untrained, device=run.device)
+
+
+def write_side_by_side_full(run: FinishedRun, path: Path) -> None:
+    """driving frame | output pasted back into the whole picture, at the driving fps."""
+    assert run.cfg.picture is not None
+    render_full_side_by_side(run.generator, run.ws, path, driving=run.driving, start=run.cfg.start,
+                             fps=run.targets.fps, picture=picture(run.paste, run.cfg.picture, run.cfg.start),
+                             stamp=run.untrained, device=run.device)
+
+
 def write_latents(run: FinishedRun, path: Path) -> None:
     """The latents as rendered, the frozen noise and the loss terms (``stylepuppet render`` re-renders them)."""
-    save_latents(path, run.ws, run.state, run.cfg, run.targets.fps, audio=run.targets.audio)
+    save_latents(path, run.ws, run.state, run.cfg, run.targets.fps, audio=run.targets.audio, paste=run.paste)
 
 
 def write_config(run: FinishedRun, path: Path) -> None:
@@ -74,6 +110,11 @@ class Output:
     name: str
     write: Callable[[FinishedRun, Path], None] | None
     restart_removes: bool = True
+    wanted: Callable[[AnimateConfig], bool] | None = None  # None: always written
+
+
+def pasting(cfg: AnimateConfig) -> bool:
+    return cfg.paste_back
 
 
 OUTPUTS: tuple[Output, ...] = (
@@ -81,6 +122,8 @@ OUTPUTS: tuple[Output, ...] = (
     Output(TARGETS, None),  # stage 2
     Output(ANIMATION, write_animation),
     Output(SIDE_BY_SIDE, write_side_by_side),
+    Output(ANIMATION_FULL, write_animation_full, wanted=pasting),
+    Output(SIDE_BY_SIDE_FULL, write_side_by_side_full, wanted=pasting),
     Output(LATENTS, write_latents),
     Output(CONFIG, write_config),
     Output(EVALUATION, None, restart_removes=False),  # `stylepuppet evaluate`; judges the run it was made from
@@ -88,10 +131,14 @@ OUTPUTS: tuple[Output, ...] = (
 
 
 def write_outputs(out: Path, run: FinishedRun) -> None:
-    """Write every output of a finished run into ``out``."""
+    """Write every output of a finished run into ``out`` (removing those its settings do not ask for)."""
     for output in OUTPUTS:
-        if output.write is not None:
+        if output.write is None:
+            continue
+        if output.wanted is None or output.wanted(run.cfg):
             output.write(run, out / output.name)
+        else:
+            (out / output.name).unlink(missing_ok=True)
 
 
 def remove_outputs(out: Path, keep: Path | None = None) -> None:

@@ -38,9 +38,10 @@ def file_digest(path: Path) -> str:
 
 
 def fingerprint(cfg: AnimateConfig, inputs: dict[str, Path | None]) -> str:
-    """What decides the latents: the resolved config (but the sub-frame count and the latent filter,
-    which only change the rendering) and the content of every input file."""
-    h = hashlib.sha256(dataclasses.replace(cfg, subframes=1, latent_smooth=0.0).to_json().encode())
+    """What decides the latents: the resolved config (but the sub-frame count, the latent filter and
+    paste-back, which only change the rendering) and the content of every input file."""
+    rendering = {"subframes": 1, "latent_smooth": 0.0, "paste_back": False, "paste_into": None}
+    h = hashlib.sha256(dataclasses.replace(cfg, **rendering).to_json().encode())
     for name, path in sorted(inputs.items()):
         h.update(f"{name}={file_digest(path) if path is not None else '-'};".encode())
     return h.hexdigest()

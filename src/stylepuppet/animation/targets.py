@@ -24,14 +24,15 @@ from stylepuppet.animation.start_face import choose_start_face
 from stylepuppet.animation.state import TRACK
 from stylepuppet.config import AnimateConfig
 from stylepuppet.errors import ConfigError
-from stylepuppet.face.align import align_crop, ffhq_quad, to_aligned
+from stylepuppet.face.align import align_crop, face_outline, ffhq_quad, from_aligned, to_aligned
 from stylepuppet.face.detect import detect_image, make_detector
-from stylepuppet.face.motion import choose_reference, relative_motion
+from stylepuppet.face.motion import choose_reference, relative_motion, rigid_fit
 from stylepuppet.face.smoothing import gaussian_smooth
 from stylepuppet.face.track import FaceTrack, aligned_frames, track_video
 from stylepuppet.images import to_tensor, to_unit
 from stylepuppet.landmarks.framing import box_from_points
 from stylepuppet.landmarks.net import LandmarkNet, jittered_points
+from stylepuppet.landmarks.scheme import GROUPS
 from stylepuppet.optim.objective import LandmarkObjective
 from stylepuppet.video import load_image
 
@@ -44,6 +45,8 @@ READ_SIZE = 256
 READ_FRAMINGS = 8
 READ_SHIFT = 0.1
 READ_SCALE = 0.2
+#: The arrays of targets.npz that a run may lack.
+OPTIONAL = ("points", "look", "start", "look_quad", "paste_quads", "outlines")
 
 
 # ---------------------------------------------------------------------------------------------- stage 1: track
@@ -66,12 +69,13 @@ def face_track(cfg: AnimateConfig, driving: Path, out: Path, track_path: Path | 
     return track
 
 
-def look_face(look: Path, cfg: AnimateConfig, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """The look image aligned like FFHQ at ``size`` and its 68 landmarks in aligned pixels (NoFaceError if none)."""
+def look_face(look: Path, cfg: AnimateConfig, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The look image aligned like FFHQ at ``size``, its 68 landmarks in aligned pixels, and the quad that
+    aligned it (source pixels; paste-back puts the animated face there). NoFaceError if it has no face."""
     image = load_image(look)
     face = detect_image(image, make_detector(cfg.track.detector), what=f"the look image {look}")
     quad = ffhq_quad(face.points)
-    return align_crop(image, quad, size).image, to_aligned(face.points, quad, size)
+    return align_crop(image, quad, size).image, to_aligned(face.points, quad, size), quad
 
 
 # ---------------------------------------------------------------------------------------------- stage 2: targets
@@ -89,11 +93,14 @@ class Targets:
     fps: float
     audio: str  # driving file to copy audio from ("" for none)
     start: np.ndarray | None = None  # [num_ws, dim] free mode's chosen first-frame start (None: the mean)
+    look_quad: np.ndarray | None = None  # [4, 2] the quad (look-image pixels) the look was aligned by
+    paste_quads: np.ndarray | None = None  # [T, 4, 2] where G's square output lies in each driving frame
+    outlines: np.ndarray | None = None  # [T, K, 2] the face's outline in G's output (face_outline), per frame
 
     def save(self, path: Path) -> None:
         arrays = {"centres": self.centres, "sides": self.sides, "quads": self.quads,
                   "fps": np.float64(self.fps), "audio": np.array(self.audio)}
-        for name in ("points", "look", "start"):
+        for name in OPTIONAL:
             if getattr(self, name) is not None:
                 arrays[name] = getattr(self, name)
         atomic.save_npz(path, **arrays)
@@ -101,8 +108,8 @@ class Targets:
     @classmethod
     def load(cls, path: Path) -> Targets:
         with np.load(path) as z:
-            return cls(z["centres"], z["sides"], z.get("points"), z.get("look"), z["quads"], float(z["fps"]),
-                       str(z["audio"]), z.get("start"))
+            return cls(z["centres"], z["sides"], quads=z["quads"], fps=float(z["fps"]), audio=str(z["audio"]),
+                       **{name: z.get(name) for name in OPTIONAL})
 
 
 def _framing(obj: LandmarkObjective, boxes: np.ndarray, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
@@ -133,10 +140,24 @@ def driver_points(net: LandmarkNet, driving: Path, start: int, quads: np.ndarray
     return points
 
 
+def square_quads(quads: np.ndarray, size: int, linear: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """Where G's ``size``² output lies in each driving frame [T, 4, 2] (source pixels, FFHQ corner order), when
+    G's pixel p sits at ``p @ linear.T + shift`` in the frames' aligned crops of ``quads`` [T, 4, 2]."""
+    lo, hi = -0.5, size - 0.5
+    corners = np.array([[lo, lo], [lo, hi], [hi, hi], [hi, lo]]) @ np.asarray(linear).T + shift
+    return from_aligned(np.broadcast_to(corners, (len(quads), 4, 2)), quads, size)
+
+
 def build_targets(cfg: AnimateConfig, nets: Networks, obj: LandmarkObjective, track: FaceTrack, driving: Path,
-                  look: tuple[np.ndarray, np.ndarray] | None, device: torch.device, progress: bool = False) -> Targets:
-    """Stage 2 (see the module docstring). ``look``: the aligned look image and its 68 landmarks
-    (keep-identity mode)."""
+                  look: tuple[np.ndarray, np.ndarray, np.ndarray] | None, device: torch.device,
+                  progress: bool = False) -> Targets:
+    """Stage 2 (see the module docstring). ``look``: the aligned look image, its 68 landmarks and the quad
+    that aligned it (keep-identity mode).
+
+    For paste-back it also records where G's output lies in the full pictures: in each driving frame (the
+    driver's smoothed quads, and in the relative form the map from the base face onto the driver's reference
+    face on their rigid points, as the motion is laid on) and in the look image, and the face's outline in
+    G's output per frame (where G's landmarks should be; in the heat-map form, the driver's aligned ones)."""
     size = nets.generator.img_resolution
     quads = np.asarray(track.quads, dtype=np.float64)
     landmarks = np.asarray(track.landmarks, dtype=np.float64)
@@ -144,11 +165,12 @@ def build_targets(cfg: AnimateConfig, nets: Networks, obj: LandmarkObjective, tr
     aligned_lm = to_aligned(landmarks, quads, size)
     boxes = box_from_points(torch.as_tensor(aligned_lm, dtype=torch.float32)).numpy()
     centres, sides = _framing(obj, boxes, device)
-    look_img = look_box = None
+    look_img = look_box = look_quad = None
     if look is not None:
-        look_img, look_lm = look
+        look_img, look_lm, look_quad = look
         look_box = box_from_points(torch.as_tensor(look_lm[None], dtype=torch.float32)).numpy()
     points = start_latent = None
+    paste_quads, outlines = quads, face_outline(aligned_lm, GROUPS)  # heat-map form: G draws the aligned driver
     if cfg.landmarks.form == "relative":
         driver = driver_points(obj.net, driving, cfg.start, quads, centres, sides, size, device)
         # The net's points on the driving crops carry per-frame detector noise: smooth them in time as
@@ -174,5 +196,8 @@ def build_targets(cfg: AnimateConfig, nets: Networks, obj: LandmarkObjective, tr
                                  strength=cfg.landmarks.strength).astype(np.float32)
         centres = np.repeat(base_centre, t_count, axis=0)
         sides = np.repeat(base_side, t_count, axis=0)
+        paste_quads = square_quads(quads, size, *rigid_fit(base, driver[ref], groups))
+        outlines = face_outline(points, groups)
     return Targets(centres.astype(np.float32), sides.astype(np.float32), points, look_img, quads.astype(np.float32),
-                   float(track.fps), str(driving), None if start_latent is None else start_latent.cpu().numpy())
+                   float(track.fps), str(driving), None if start_latent is None else start_latent.cpu().numpy(),
+                   look_quad, paste_quads.astype(np.float32), outlines.astype(np.float32))

@@ -12,12 +12,12 @@ import sys
 
 import click
 
-from stylepuppet.cli import animate, evaluate, generate, render, track, weights
+from stylepuppet.cli import animate, batch, evaluate, generate, render, track, weights
 from stylepuppet.errors import StylePuppetError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]},
-             commands=[animate.animate_command, render.render_command, evaluate.evaluate_command,
+             commands=[animate.animate_command, batch.batch_command, render.render_command, evaluate.evaluate_command,
                        track.track_command, generate.generate_command, weights.weights_group])
 @click.version_option(package_name="stylepuppet")
 def main() -> None:
