@@ -203,6 +203,10 @@ class AnimateConfig:
     of P frames is exp(−2π²σ²/P²): at σ = 1, 0.95 for P = 20 and 0.58 for P = 6 (fast speech at
     25 fps), so keep it at or below 1 for talking clips. It only changes the rendering: a finished
     run given another value resumes at its end and renders again.
+
+    ``paste_back``: also write ``animation_full.mp4`` (and ``side_by_side_full.mp4``): the animated face
+    pasted back into the whole picture, ``paste_into`` the look image (keep-identity's default) or the
+    driving video's frames (free mode's only picture). Like the latent filter it only changes the rendering.
     """
 
     preset: str = "keep-identity"

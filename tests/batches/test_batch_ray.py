@@ -13,6 +13,7 @@ from stylepuppet.batches import runner
 from stylepuppet.batches.jobs import plan_jobs
 from stylepuppet.batches.manifest import FIGURES
 from stylepuppet.batches.runner import run_batch
+from stylepuppet.errors import ConfigError
 from stylepuppet.optim.projector import Projector
 
 ray = pytest.importorskip("ray")
@@ -130,3 +131,8 @@ def test_an_interrupted_batch_stops_cleanly_and_resumes(local_ray, media_dir, tm
     assert [r.status for r in result.records] == ["done", "done", "failed"] and result.skipped == 1
     assert result.records[1].frames == 8
     assert frames_of(out / "d3" / "animation.mp4") == 8
+
+
+def test_cuda_jobs_on_a_ray_without_gpus_are_one_clear_error(local_ray, media_dir, tmp_path):
+    with pytest.raises(ConfigError, match="the jobs ask for cuda but this Ray has no GPU"):
+        run_batch(batch_file(tmp_path, media_dir), tmp_path / "out", progress=False, device="cuda")

@@ -38,6 +38,8 @@ from stylepuppet.evaluation.report import Evaluation, evaluate_output
 
 #: How long Ctrl-C waits for cancelled jobs to unwind (remove their temporary files) before leaving.
 CANCEL_WAIT = 30.0
+#: The longest error line recorded for a job that raised something other than a StylePuppetError.
+MESSAGE_LIMIT = 300
 
 
 def load_ray() -> ModuleType:
@@ -50,9 +52,13 @@ def load_ray() -> ModuleType:
 
 
 def one_line(exc: BaseException) -> str:
-    """An exception as one line: the message of a StylePuppetError, else its type and message."""
-    text = str(exc) if isinstance(exc, StylePuppetError) else f"{type(exc).__name__}: {exc}"
-    return " ".join(text.split())
+    """An exception as one line: the message of a StylePuppetError, else its type and the first sentence of
+    its message (Ray's own errors run to pages)."""
+    if isinstance(exc, StylePuppetError):
+        return " ".join(str(exc).split())
+    text = " ".join(str(exc).split())
+    cut = text.find(". ")
+    return f"{type(exc).__name__}: {text if cut < 0 else text[:cut + 1]}"[:MESSAGE_LIMIT]
 
 
 def figures(evaluation: Evaluation) -> dict[str, float]:
@@ -120,9 +126,9 @@ class BatchResult:
         return f"{len(self.records)} jobs: {done} done{skipped}{failed}; manifest in {self.out / MANIFEST}"
 
 
-def _start_ray(ray: ModuleType, address: str | None, cpus: int, gpus: bool) -> bool:
-    """Connect to Ray (an existing cluster, the Ray this process already runs, or a new local one). Returns
-    whether this call started it (and must shut it down)."""
+def _start_ray(ray: ModuleType, address: str | None, cpus: int) -> bool:
+    """Connect to Ray (an existing cluster, the Ray this process already runs, or a new local one with ``cpus``
+    CPUs and the GPUs it finds). Returns whether this call started it (and must shut it down)."""
     if ray.is_initialized():
         return False
     options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
@@ -130,7 +136,10 @@ def _start_ray(ray: ModuleType, address: str | None, cpus: int, gpus: bool) -> b
         if address is not None:
             ray.init(address=address, **options)
         else:
-            ray.init(num_cpus=cpus, num_gpus=1 if gpus else 0, **options)
+            # A local Ray shares the machine: its memory monitor would kill our jobs for what other programs use
+            # (it did, at 95 % of the memory, most of it another program's); the kernel's limits stay.
+            os.environ.setdefault("RAY_memory_monitor_refresh_ms", "0")
+            ray.init(num_cpus=cpus, **options)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = f"the Ray cluster at {address}" if address else "a local Ray"
         raise StylePuppetError(f"cannot start {where} ({one_line(exc)})") from None
@@ -162,12 +171,14 @@ def run_batch(path: str | Path, out: str | Path, *, jobs: int | None = None, thr
             todo.append(len(records) - 1)
     skipped = len(plan) - len(todo)
     write_manifest(out, path, records)
-    cuda = any(plan[i].config.device == "cuda" for i in todo)
     limit = jobs if jobs is not None else (None if address else max(1, (os.cpu_count() or 1) // threads))
-    started = _start_ray(ray, address, (limit or 1) * threads, cuda) if todo else False
+    started = _start_ray(ray, address, (limit or 1) * threads) if todo else False
     bar = tqdm(total=len(plan), initial=skipped, unit="job", desc="batch", disable=not progress)
     running: dict[Any, int] = {}
     try:
+        if any(plan[i].config.device == "cuda" for i in todo) and not ray.cluster_resources().get("GPU"):
+            raise ConfigError("device: the jobs ask for cuda but this Ray has no GPU; run them with --device cpu, "
+                              "or join a cluster with GPUs (--address)")
         if todo:
             task = ray.remote(run_job)
             queue = list(todo)
@@ -186,8 +197,9 @@ def run_batch(path: str | Path, out: str | Path, *, jobs: int | None = None, thr
                     i = running.pop(ref)
                     try:
                         fields = ray.get(ref)
-                    except Exception as exc:  # the worker died (out of memory, killed)
-                        fields = {"status": "failed", "error": f"the job's worker died: {one_line(exc)}"}
+                    except Exception as exc:  # the worker died (out of memory, killed): its state is kept
+                        fields = {"status": "failed", "error": f"the job's worker died ({one_line(exc)}); "
+                                                               "running the batch again resumes it"}
                     for key, value in fields.items():
                         setattr(records[i], key, value)
                     write_manifest(out, path, records)
