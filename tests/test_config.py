@@ -2,6 +2,7 @@ import json
 
 import pytest
 
+from stylepuppet.animation.state import fingerprint
 from stylepuppet.config import (
     PRESETS,
     AnimateConfig,
@@ -101,6 +102,10 @@ def test_config_json_round_trip():
     ({"schedule.lr": 0}, "schedule.lr: must be > 0"),
     ({"untrained": "yes"}, "untrained: must be true or false"),
     ({"start": 5, "end": 5}, "end: must be greater than start"),
+    ({"paste_into": "driving"}, "paste_into: 'driving' is the picture of paste-back; turn it on too (--paste-back)"),
+    ({"paste_back": True, "paste_into": "face"}, "paste_into: must be one of 'look', 'driving', got 'face'"),
+    ({"mode": "free", "paste_back": True}, "paste_back: free mode has no look image to paste into; paste into the "
+                                           "driving video with --paste-into driving"),
     ({"colour": 1}, "unknown config key 'colour'"),
     ({"schedule.speed": 1}, "unknown config key 'schedule.speed'"),
 ])
@@ -137,3 +142,12 @@ def test_configs_are_frozen_and_checked_on_replace():
         cfg.seed = 3  # type: ignore[misc]
     with pytest.raises(ConfigError, match="subframes"):
         apply_overrides(cfg, {"subframes": 0})
+
+
+def test_paste_back_picks_its_picture_and_changes_no_run_fingerprint(tmp_path):
+    assert resolve_config("keep-identity", None, {}).picture is None
+    assert resolve_config("keep-identity", None, {"paste_back": True}).picture == "look"
+    free = resolve_config("free", None, {"paste_back": True, "paste_into": "driving"})
+    assert free.picture == "driving"
+    inputs = {"driving": None}
+    assert fingerprint(free, inputs) == fingerprint(resolve_config("free", None, {}), inputs)

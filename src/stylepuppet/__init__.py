@@ -1,6 +1,6 @@
 """stylepuppet: animate a generated face with the facial motion of a driving video.
 
-The public API: :func:`animate`, :func:`project`, :func:`render`, :func:`evaluate`, :func:`track`,
+The public API: :func:`animate`, :func:`project`, :func:`batch`, :func:`render`, :func:`evaluate`, :func:`track`,
 :func:`load_generator` and :func:`make_config` (see :mod:`stylepuppet.api`), the settings types
 (:class:`AnimateConfig` and its sections, :func:`preset`) and :class:`StylePuppetError`, the base of
 every error meant for the user. Example::
@@ -24,10 +24,12 @@ from stylepuppet.errors import StylePuppetError
 if TYPE_CHECKING:
     from stylepuppet.api import (
         AnimateResult,
+        BatchResult,
         Evaluation,
         FaceTrack,
         LookLatent,
         animate,
+        batch,
         evaluate,
         load_generator,
         make_config,
@@ -36,12 +38,12 @@ if TYPE_CHECKING:
         track,
     )
 
-_API = ("AnimateResult", "Evaluation", "FaceTrack", "LookLatent", "animate", "evaluate", "load_generator",
-        "make_config", "project", "render", "track")
+_API = ("AnimateResult", "BatchResult", "Evaluation", "FaceTrack", "LookLatent", "animate", "batch", "evaluate",
+        "load_generator", "make_config", "project", "render", "track")
 
-__all__ = ["PRESETS", "AnimateConfig", "AnimateResult", "Evaluation", "FaceTrack", "LandmarkConfig", "LookLatent",
-           "LossWeights", "Schedule", "StylePuppetError", "TrackConfig", "animate", "evaluate", "load_generator",
-           "make_config", "preset", "project", "render", "track"]
+__all__ = ["PRESETS", "AnimateConfig", "AnimateResult", "BatchResult", "Evaluation", "FaceTrack", "LandmarkConfig",
+           "LookLatent", "LossWeights", "Schedule", "StylePuppetError", "TrackConfig", "animate", "batch", "evaluate",
+           "load_generator", "make_config", "preset", "project", "render", "track"]
 
 
 def __getattr__(name: str) -> Any:

@@ -16,6 +16,7 @@ from stylepuppet.animation import run
 from stylepuppet.animation.look import LookLatent
 from stylepuppet.animation.render import render_latents
 from stylepuppet.animation.run import AnimateResult
+from stylepuppet.batches.runner import BatchResult, run_batch
 from stylepuppet.config import AnimateConfig, TrackConfig, apply_overrides, resolve_config
 from stylepuppet.errors import ConfigError
 from stylepuppet.evaluation.figures import Evaluation
@@ -89,17 +90,39 @@ def project(look: PathLike, out: PathLike, *, preset: str | None = None, config:
     return run.project(make_config(preset, config, **overrides), look, out, progress=progress)
 
 
+def batch(jobs_file: PathLike, out: PathLike, *, jobs: int | None = None, threads: int = 1, address: str | None = None,
+          evaluate: bool = False, progress: bool = True, **overrides: Any) -> BatchResult:
+    """Run the animate jobs of a batch file (looks × driving clips, shared settings, per-job overrides) in
+    parallel on Ray, each an ordinary run in ``out/<job name>/``; the manifest goes to ``out/batch.json`` and
+    ``out/batch.csv``. Running it again skips finished jobs and resumes the others.
+
+    ``jobs``: jobs at a time, at ``threads`` torch threads each (default: as many as the cores allow);
+    ``address``: join an existing Ray cluster instead of starting a local Ray; ``evaluate``: judge each
+    finished job (its figures go into the manifest); ``overrides``: settings for every job, as in
+    :func:`animate`. A failing job fails alone (see ``result.failed``). Needs the ``batch`` extra
+    (``pip install 'stylepuppet[batch]'``). Example::
+
+        result = stylepuppet.batch("jobs.toml", "out/batch", jobs=2, max_frames=40)
+        print(result.summary())
+    """
+    keys = {key.replace("__", "."): value for key, value in overrides.items()}
+    return run_batch(jobs_file, out, jobs=jobs, threads=threads, address=address, evaluate=evaluate,
+                     progress=progress, **keys)
+
+
 def render(latents: PathLike, out: PathLike, *, network: str | None = None, subframes: int | None = None,
-           device: str | None = None) -> int:
+           device: str | None = None, paste_back: bool = False, paste_into: str | None = None) -> int:
     """Render an animation's ``latents.npz`` again (same generator, the run's frozen noise) to the mp4 ``out``,
     without optimising; returns the number of frames written.
 
     ``network``: the generator (default: the one the latents were made with); ``subframes``: frames per
-    latent (default: as recorded). Example::
+    latent (default: as recorded); ``paste_back``: the face pasted back into the whole look image, or with
+    ``paste_into="driving"`` into the driving video's frames. Example::
 
         frames = stylepuppet.render("out/d3/latents.npz", "out/d3/plain.mp4", subframes=1)
     """
-    return render_latents(latents, out, network=network, subframes=subframes, device=device)
+    return render_latents(latents, out, network=network, subframes=subframes, device=device, paste_back=paste_back,
+                          paste_into=paste_into)
 
 
 def evaluate(out: PathLike, driving: PathLike, *, network: str | None = None, walks: int = 10, seed: int = 0,
@@ -149,5 +172,5 @@ def load_generator(source: PathLike, device: str | torch.device = "cpu", *, whic
     return loader.load_generator(source, device=device, which=which)
 
 
-__all__ = ["AnimateResult", "Evaluation", "FaceTrack", "LookLatent", "animate", "evaluate", "load_generator",
-           "make_config", "project", "render", "track"]
+__all__ = ["AnimateResult", "BatchResult", "Evaluation", "FaceTrack", "LookLatent", "animate", "batch", "evaluate",
+           "load_generator", "make_config", "project", "render", "track"]

@@ -52,6 +52,7 @@ LookLoss = Literal["lpips", "msssim"]
 Device = Literal["cpu", "cuda"]
 UntrainedSize = Literal["tiny", "full"]
 Detector = Literal["dlib", "fan"]
+PasteInto = Literal["look", "driving"]
 
 PRESETS = ("seed", "fast", "keep-identity", "free", "quick")
 #: Seeds are numpy RandomState seeds (NVIDIA's choice for z), which take [0, 2**32).
@@ -211,6 +212,10 @@ class AnimateConfig:
 
     ``show_points``: side_by_side.mp4 gains a panel, the output with the landmark targets it was
     optimised towards drawn on it (the output panel itself stays clean). Rendering only, like ``subframes``.
+
+    ``paste_back``: also write ``animation_full.mp4`` (and ``side_by_side_full.mp4``): the animated face
+    pasted back into the whole picture, ``paste_into`` the look image (keep-identity's default) or the
+    driving video's frames (free mode's only picture). Like the latent filter it only changes the rendering.
     """
 
     preset: str = "keep-identity"
@@ -229,6 +234,11 @@ class AnimateConfig:
                                  help="σ in frames of a temporal Gaussian on the latents before rendering (0: none).")
     show_points: bool = _spec(False, flag="show-points",
                               help="side_by_side.mp4: add a panel of the output with its target landmarks.")
+    paste_back: bool = _spec(False, flag="paste-back",
+                             help="Also write animation_full.mp4: the animated face put back into the whole picture.")
+    paste_into: PasteInto | None = _spec(None, flag="paste-into",
+                                         help="Picture of --paste-back: look (the look image, keep-identity's default) "
+                                              "or driving (the driving video's frames).")
     start_candidates: int = _spec(0, lo=0, hi=4096, flag="start-candidates",
                                   help="Free mode: start from the best of N random faces (0: the generator's mean "
                                        "face).")
@@ -264,6 +274,17 @@ class AnimateConfig:
             names = ", ".join(f"loss.{name}" for name in steering)
             raise ConfigError(f"{names} are all 0: nothing steers the first frame, so there is nothing to optimise; "
                               "set --lambda-landmark above 0")
+        if self.paste_into is not None and not self.paste_back:
+            raise ConfigError(f"paste_into: {self.paste_into!r} is the picture of paste-back; turn it on too "
+                              "(--paste-back)")
+        if self.paste_back and self.mode == "free" and self.paste_into != "driving":
+            raise ConfigError("paste_back: free mode has no look image to paste into; paste into the driving video "
+                              "with --paste-into driving")
+
+    @property
+    def picture(self) -> PasteInto | None:
+        """Where paste-back puts the animated face (None: no paste-back): the look image unless told otherwise."""
+        return (self.paste_into or "look") if self.paste_back else None
 
     @property
     def frame_count_limit(self) -> int | None:
@@ -452,8 +473,9 @@ def preset(name: str) -> AnimateConfig:
 # ---------------------------------------------------------------------------------------------- layering
 
 
-def _flatten(table: Mapping[str, Any], source: str) -> dict[str, Any]:
-    """Nested TOML/JSON tables -> dotted keys, rejecting unknown sections and keys."""
+def flatten_settings(table: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """Nested TOML/JSON tables of settings -> dotted keys, rejecting unknown sections and keys (named with
+    ``source``, e.g. the file)."""
     top = {f.name for f in dataclasses.fields(AnimateConfig)} - set(SECTIONS)
     out: dict[str, Any] = {}
     for key, value in table.items():
@@ -515,7 +537,7 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid TOML ({exc}); fix the syntax") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path} ({exc.strerror})") from None
-    return _flatten(table, str(path))
+    return flatten_settings(table, str(path))
 
 
 def resolve_config(preset_name: str | None = None, config_file: str | Path | None = None,
@@ -540,6 +562,6 @@ def resolve_config(preset_name: str | None = None, config_file: str | Path | Non
 
 def config_from_dict(data: Mapping[str, Any]) -> AnimateConfig:
     """Rebuild a config from :meth:`AnimateConfig.to_dict` output (e.g. a saved ``config.json``)."""
-    flat = _flatten(data, "config")
+    flat = flatten_settings(data, "config")
     name = flat.pop("preset", "keep-identity")
     return apply_overrides(preset(name), flat)

@@ -21,7 +21,8 @@ def test_an_output_added_to_the_list_is_written_by_every_run(media_dir, tmp_path
     with pytest.warns(UserWarning, match="UNTRAINED"):
         animate(cfg, media_dir / "d0.mp4", tmp_path / "run", progress=False)
     assert (tmp_path / "run" / "frames.txt").read_text() == "2 frames of stylegan2-ffhq-256\n"
-    assert all((tmp_path / "run" / o.name).exists() for o in OUTPUTS if o.write is not None)
+    assert all((tmp_path / "run" / o.name).exists() for o in OUTPUTS
+               if o.write is not None and (o.wanted is None or o.wanted(cfg)))
     with pytest.warns(UserWarning, match="UNTRAINED"):
         animate(dataclasses.replace(cfg, seed=1), media_dir / "d0.mp4", tmp_path / "run", restart=True,
                 progress=False)

@@ -31,22 +31,26 @@ def test_fingerprint_follows_settings_and_input_content_but_not_the_rendering(tm
     assert fingerprint(dataclasses.replace(cfg, subframes=3), {"driving": clip, "look": None}) == base
     assert fingerprint(dataclasses.replace(cfg, latent_smooth=1.0), {"driving": clip, "look": None}) == base
     assert fingerprint(dataclasses.replace(cfg, show_points=True), {"driving": clip, "look": None}) == base
+    pasting = dataclasses.replace(cfg, paste_back=True, paste_into="driving")
+    assert fingerprint(pasting, {"driving": clip, "look": None}) == base
     assert fingerprint(dataclasses.replace(cfg, seed=1), {"driving": clip, "look": None}) != base
     clip.write_bytes(b"two")
     assert fingerprint(cfg, {"driving": clip, "look": None}) != base
 
 
-def test_runs_saved_before_the_points_panel_setting_existed_still_resume(tmp_path):
-    """Before show_points was a setting, the fingerprint hashed the config's JSON without it (and with the other
-    rendering settings at 1 and 0): the same hash now, so those runs resume rather than being refused."""
+def test_the_rendering_only_settings_are_left_out_of_the_fingerprint_not_set(tmp_path):
+    """The fingerprint hashes the config's JSON without the rendering-only settings added after it (the points
+    panel, paste-back) and with the older ones at 1 and 0: a run saved before a rendering setting existed
+    resumes rather than being refused."""
     clip = tmp_path / "clip.bin"
     clip.write_bytes(b"one")
     cfg = preset("quick")
     before = json.loads(dataclasses.replace(cfg, subframes=1, latent_smooth=0.0).to_json())
-    del before["show_points"]
+    for key in ("show_points", "paste_back", "paste_into"):
+        del before[key]
     digest = hashlib.sha256(json.dumps(before, indent=2, sort_keys=True).encode())
     digest.update(f"driving={content_digest(clip)};look=-;".encode())
-    now = fingerprint(dataclasses.replace(cfg, show_points=True), {"driving": clip, "look": None})
+    now = fingerprint(dataclasses.replace(cfg, show_points=True, paste_back=True), {"driving": clip, "look": None})
     assert now == digest.hexdigest()
 
 

@@ -129,6 +129,28 @@ def test_a_finished_run_given_a_latent_filter_renders_again_without_optimising(k
     assert len(decode(out / "animation.mp4")[0]) == 8
 
 
+def test_paste_back_writes_the_whole_look_image_animated_with_the_driving_audio(keep_identity_run, media_dir,
+                                                                               tmp_path, capsys):
+    out = tmp_path / "run"
+    shutil.copytree(keep_identity_run, out)
+    args = ["animate", "--look", str(media_dir / "s1.jpg"), "--driving", str(media_dir / "d3.mp4"), "--start", "30",
+            "--max-frames", "4", "--subframes", "2", *FAST, "--paste-back", "-o", str(out)]
+    assert run(args) == 0
+    assert "(resumed at frame 4)" in capsys.readouterr().out  # paste-back only renders
+    full, fps, audio = decode(out / "animation_full.mp4")
+    assert len(full) == 8 and fps == pytest.approx(60) and audio
+    assert full[0].shape == (1146, 1146, 3)  # s1.jpg is 1145² (yuv420p needs even sides: one edge row repeated)
+    side, side_fps, _ = decode(out / "side_by_side_full.mp4")
+    assert len(side) == 4 and side_fps == pytest.approx(30) and side[0].shape == (1146, 2290, 3)
+    again = tmp_path / "full.mp4"
+    assert run(["render", str(out / "latents.npz"), "--paste-back", "-o", str(again)]) == 0
+    frames, fps, audio = decode(again)
+    assert len(frames) == 8 and fps == pytest.approx(60) and audio and frames[0].shape == (1146, 1146, 3)
+    assert run(["render", str(out / "latents.npz"), "--paste-into", "driving", "-o", str(again)]) == 1
+    assert last_line(capsys.readouterr().err) == ("error: paste_into: 'driving' is the picture of paste-back; turn it "
+                                                  "on too (--paste-back)")
+
+
 def test_free_mode_with_the_original_heat_map_loss(cache, media_dir, tmp_path):
     args = ["animate", "--mode", "free", "--preset", "seed", "--driving", str(media_dir / "d0.mp4"),
             "--max-frames", "3", "--subframes", "1", *FAST, "-o", str(tmp_path)]

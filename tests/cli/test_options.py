@@ -15,7 +15,8 @@ FLAGS = {"mode", "space", "network", "landmark-net", "landmark-weights", "look-l
          "compare", "groups", "jitter", "reference", "lambda-look", "lambda-landmark", "lambda-smoothness",
          "lambda-fidelity", "lambda-noise", "steps-first", "steps", "lr", "smooth", "detector", "subframes",
          "latent-smooth", "max-frames", "start", "end", "seed", "device", "untrained", "untrained-size",
-         "start-candidates", "start-rehearsal", "lambda-identity", "identity-net", "show-points"}
+         "start-candidates", "start-rehearsal", "lambda-identity", "identity-net", "show-points", "paste-back",
+         "paste-into"}
 
 
 def _options() -> dict[str, click.Option]:

@@ -8,20 +8,27 @@ import numpy as np
 import pytest
 import scipy.ndimage
 from PIL import Image
+from scipy.spatial import ConvexHull
 
 from stylepuppet.face.align import (
+    FACE_FEATHER,
+    FOREHEAD,
     align_crop,
     apply_transform,
+    colour_correction,
+    face_outline,
     feather_mask,
     ffhq_quad,
     from_aligned,
     invert_transform,
     paste_back,
+    polygon_ramp,
     quad_side,
     quad_transform,
     to_aligned,
 )
 from stylepuppet.face.detect import DlibDetector
+from stylepuppet.landmarks.scheme import GROUPS
 from stylepuppet.video import load_image
 
 
@@ -258,3 +265,86 @@ def test_paste_back_composites_inside_the_quad_only(portrait: tuple[np.ndarray, 
     profile = out[centre[1], x, 0].astype(np.float64) - image[centre[1], x, 0].astype(np.float64)
     ramp = (profile > 5) & (profile < 0.95 * (255 - image[centre[1], x, 0]))
     assert ramp.sum() >= 3
+
+
+def _face_paste(image: np.ndarray, points: np.ndarray, size: int = 64):
+    """The portrait's aligned crop at ``size``, its face outline there, and the outline in the image's pixels."""
+    quad = ffhq_quad(points)
+    crop = align_crop(image, quad, size)
+    outline = face_outline(to_aligned(points, quad, size), GROUPS)
+    return crop, outline, apply_transform(outline, invert_transform(crop.transform))
+
+
+def test_face_outline_is_the_jaw_the_brows_and_the_brows_raised_towards_the_forehead(
+        portrait: tuple[np.ndarray, np.ndarray]) -> None:
+    points = portrait[1].astype(np.float64)
+    outline = face_outline(points, GROUPS)
+    brows = points[17:27]
+    np.testing.assert_allclose(outline[:17], points[:17])
+    np.testing.assert_allclose(outline[17:27], brows)
+    lift = outline[27:] - brows
+    eyes = (points[36:42].mean(0) + points[42:48].mean(0)) / 2
+    np.testing.assert_allclose(lift, np.broadcast_to(FOREHEAD * (eyes - points[48:60].mean(0)), lift.shape))
+    assert lift[0, 1] < -0.1 * quad_side(ffhq_quad(points))  # upwards in the upright portrait
+
+
+def test_polygon_ramp_is_zero_outside_one_deep_inside_and_rises_smoothly() -> None:
+    square = np.array([[10.0, 10.0], [10.0, 50.0], [50.0, 50.0], [50.0, 10.0]])
+    ramp = polygon_ramp((60, 60), square, 8.0)
+    assert ramp[:10].max() == 0 and ramp[:, 51:].max() == 0  # outside: exactly 0
+    assert ramp[20:41, 20:41].min() == 1.0  # 8 or more pixels inside: exactly 1
+    profile = ramp[30, 10:18]
+    assert np.all(np.diff(profile) > 0) and 0 < profile[0] < 0.1  # rises monotonically from near 0
+
+
+def test_colour_correction_of_a_constant_difference_is_that_constant_everywhere() -> None:
+    rng = np.random.default_rng(0)
+    pasted = rng.uniform(50, 150, (40, 50, 3))
+    original = pasted + np.array([12.0, -7.0, 3.0])
+    weights = np.zeros((40, 50))
+    weights[5:8, 5:45] = 1.0  # only a thin band is seen
+    field = colour_correction(original, pasted, weights, 10.0)
+    np.testing.assert_allclose(field, np.broadcast_to([12.0, -7.0, 3.0], field.shape), atol=1e-4)
+
+
+def test_paste_back_of_a_face_leaves_every_pixel_outside_it_exact(portrait: tuple[np.ndarray, np.ndarray]) -> None:
+    image, points = portrait
+    crop, outline, in_image = _face_paste(image, points)
+    other = np.clip(crop.image.astype(int) * [1.2, 0.8, 0.9] + 15, 0, 255).astype(np.uint8)  # another face
+    out = paste_back(image, other, crop.transform, outline=outline, match_colour=True)
+    outside = polygon_ramp(image.shape[:2], in_image, 1.0) == 0
+    assert outside.sum() > 0.5 * outside.size
+    assert np.array_equal(out[outside], image[outside])  # pixel-exact away from the face
+    size = float(np.sqrt(ConvexHull(in_image).volume))  # the face's size as paste_back measures it
+    deep = polygon_ramp(image.shape[:2], in_image, 1.5 * FACE_FEATHER * size) == 1
+    assert np.abs(out[deep].astype(int) - image[deep]).mean() > 5  # the face itself is replaced
+
+
+def test_paste_back_matches_the_colour_at_the_seam(portrait: tuple[np.ndarray, np.ndarray]) -> None:
+    image, points = portrait
+    crop, outline, in_image = _face_paste(image, points)
+    tinted = np.clip(crop.image.astype(int) + [40, -25, -25], 0, 255).astype(np.uint8)  # warmer skin than the frame
+    plain = paste_back(image, tinted, crop.transform, outline=outline)
+    matched = paste_back(image, tinted, crop.transform, outline=outline, match_colour=True)
+    ramp = polygon_ramp(image.shape[:2], in_image, 1.0)
+    width = FACE_FEATHER * np.sqrt((ramp > 0).sum())
+    edge = polygon_ramp(image.shape[:2], in_image, width)
+    seam = (edge > 0) & (edge < 0.5)  # the outer half of the soft edge, where a step would show
+    step = lambda out: np.abs(out[seam].astype(float).mean(0) - image[seam].astype(float).mean(0)).max()  # noqa: E731
+    assert step(plain) > 5 and step(matched) < 0.25 * step(plain)
+
+
+def test_paste_back_never_blackens_what_the_crop_does_not_reach(portrait: tuple[np.ndarray, np.ndarray]) -> None:
+    image, points = portrait
+    quad = ffhq_quad(points)
+    left = int(np.floor(quad[:, 0].min())) + int(quad_side(quad) * 0.35)  # the frame cuts through the face
+    frame = np.ascontiguousarray(image[:, left:])
+    moved = points - [left, 0]
+    quad = ffhq_quad(moved)
+    crop = align_crop(frame, quad, 64)
+    outline = face_outline(to_aligned(moved, quad, 64), GROUPS) * 1.6 - 20  # reaches past the crop's square too
+    white = np.full_like(crop.image, 255)
+    out = paste_back(frame, white, crop.transform, outline=outline)
+    assert (out.astype(int) >= frame.astype(int)).all()  # only ever blended towards the white face, never black
+    covered = paste_back(np.zeros_like(frame), white, crop.transform, outline=outline) > 0
+    assert np.array_equal(out[~covered], frame[~covered])

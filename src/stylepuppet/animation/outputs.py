@@ -1,11 +1,12 @@
 """Every file of a run folder ``OUT/``, in one list: its name and how it is written.
 
 The outputs are written when the optimisation has finished (or when a finished run is run again,
-e.g. with another latent filter), from a :class:`FinishedRun`, in the order listed, each replacing the
-file of an earlier run atomically (an earlier run's outputs stay until then). A new output is one more
-:class:`Output` here with its writer. Files written by a stage along the way (the track, the targets)
-or by another command (``stylepuppet evaluate``) are listed without a writer. The run state has its
-own files (:class:`~stylepuppet.animation.state.RunState`).
+e.g. with another latent filter), from a :class:`FinishedRun`, in the order listed. A new output is
+one more :class:`Output` here with its writer. An output the run's settings do not ask for (the
+full-frame videos without paste-back) is not written, and an earlier one is removed, so the folder
+always matches its ``config.json``. Files written by a stage along the way (the track,
+the targets) or by another command (``stylepuppet evaluate``) are listed without a writer. The run
+state has its own files (:class:`~stylepuppet.animation.state.RunState`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,14 @@ import torch
 
 from stylepuppet import atomic
 from stylepuppet.animation.look import LookFace, LookLatent
-from stylepuppet.animation.render import render_side_by_side, render_video, save_latents
+from stylepuppet.animation.paste import PasteData, picture
+from stylepuppet.animation.render import (
+    render_full_side_by_side,
+    render_full_video,
+    render_side_by_side,
+    render_video,
+    save_latents,
+)
 from stylepuppet.animation.state import TARGETS, TRACK, RunState
 from stylepuppet.animation.targets import Targets
 from stylepuppet.config import AnimateConfig
@@ -34,6 +42,7 @@ EVALUATION, REPORT_HTML, REPORT_JSON = "evaluation.mp4", "report.html", "report.
 LOOK_LATENT, LOOK_ALIGNED = "look_latent.npz", "look_aligned.png"
 LOOK_RECONSTRUCTION, LOOK_FIGURES = "look_reconstruction.png", "look_projection.json"
 LOOK_FILES = (LOOK_LATENT, LOOK_ALIGNED, LOOK_RECONSTRUCTION, LOOK_FIGURES)
+ANIMATION_FULL, SIDE_BY_SIDE_FULL = "animation_full.mp4", "side_by_side_full.mp4"
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,7 @@ class FinishedRun:
 
     cfg: AnimateConfig
     driving: Path
+    look: Path | None
     generator: LatentGenerator  # with the noise frozen after frame 0
     ws: torch.Tensor  # [T, num_ws, dim] the latents as rendered (after the latent filter)
     state: RunState
@@ -49,6 +59,14 @@ class FinishedRun:
     shown: np.ndarray  # indices of the target landmarks drawn in the side-by-side video
     untrained: bool  # whether untrained networks stood in (every frame is then stamped)
     device: torch.device
+
+    @property
+    def paste(self) -> PasteData | None:
+        """What paste-back needs (None for targets made before it existed)."""
+        t = self.targets
+        if t.paste_quads is None or t.outlines is None:
+            return None
+        return PasteData(str(self.driving), str(self.look or ""), t.look_quad, t.paste_quads, t.outlines)
 
 
 def write_animation(run: FinishedRun, path: Path) -> None:
@@ -66,10 +84,27 @@ def write_side_by_side(run: FinishedRun, path: Path) -> None:
                         stamp=run.untrained, device=run.device)
 
 
+def write_animation_full(run: FinishedRun, path: Path) -> None:
+    """animation.mp4 pasted back into the whole picture (look image or driving frames), at its size."""
+    assert run.cfg.picture is not None
+    fps = run.targets.fps
+    render_full_video(run.generator, run.ws, path, fps, run.cfg.subframes,
+                      picture(run.paste, run.cfg.picture, run.cfg.start), audio_from=Path(run.targets.audio),
+                      audio_start=run.cfg.start / fps, stamp=run.untrained, device=run.device)
+
+
+def write_side_by_side_full(run: FinishedRun, path: Path) -> None:
+    """driving frame | output pasted back into the whole picture, at the driving fps."""
+    assert run.cfg.picture is not None
+    render_full_side_by_side(run.generator, run.ws, path, driving=run.driving, start=run.cfg.start,
+                             fps=run.targets.fps, picture=picture(run.paste, run.cfg.picture, run.cfg.start),
+                             stamp=run.untrained, device=run.device)
+
+
 def write_latents(run: FinishedRun, path: Path) -> None:
     """The latents as rendered, the frozen noise and the loss terms (``stylepuppet render`` re-renders them)."""
     save_latents(path, run.ws, run.state, run.cfg, run.targets.fps, audio=run.targets.audio,
-                 driving_digest=content_digest(run.driving))
+                 driving_digest=content_digest(run.driving), paste=run.paste)
 
 
 def write_config(run: FinishedRun, path: Path) -> None:
@@ -97,6 +132,11 @@ class Output:
 
     name: str
     write: Callable[[FinishedRun, Path], None] | None
+    wanted: Callable[[AnimateConfig], bool] | None = None  # None: always written
+
+
+def pasting(cfg: AnimateConfig) -> bool:
+    return cfg.paste_back
 
 
 OUTPUTS: tuple[Output, ...] = (
@@ -105,6 +145,8 @@ OUTPUTS: tuple[Output, ...] = (
     *(Output(name, None) for name in LOOK_FILES),  # stage 3
     Output(ANIMATION, write_animation),
     Output(SIDE_BY_SIDE, write_side_by_side),
+    Output(ANIMATION_FULL, write_animation_full, wanted=pasting),
+    Output(SIDE_BY_SIDE_FULL, write_side_by_side_full, wanted=pasting),
     Output(LATENTS, write_latents),
     Output(CONFIG, write_config),
     # `stylepuppet evaluate` (or `animate --evaluate`); each judges the run it was made from
@@ -115,7 +157,11 @@ OUTPUTS: tuple[Output, ...] = (
 
 
 def write_outputs(out: Path, run: FinishedRun) -> None:
-    """Write every output of a finished run into ``out``."""
+    """Write every output of a finished run into ``out`` (removing those its settings do not ask for)."""
     for output in OUTPUTS:
-        if output.write is not None:
+        if output.write is None:
+            continue
+        if output.wanted is None or output.wanted(run.cfg):
             output.write(run, out / output.name)
+        else:
+            (out / output.name).unlink(missing_ok=True)

@@ -15,11 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from stylepuppet import atomic
 from stylepuppet.animation.networks import load_latent_generator, warn_untrained
+from stylepuppet.animation.paste import PasteData, Picture, picture
 from stylepuppet.animation.state import DAMAGED_NPZ, RunState, restore_noise
-from stylepuppet.config import AnimateConfig, config_from_dict
+from stylepuppet.config import AnimateConfig, PasteInto, config_from_dict
 from stylepuppet.devices import torch_device
 from stylepuppet.errors import ConfigError, MediaError
 from stylepuppet.face.smoothing import gaussian_smooth
@@ -27,7 +29,7 @@ from stylepuppet.face.track import aligned_frames
 from stylepuppet.generators.interface import LatentGenerator
 from stylepuppet.images import draw_points, labelled_row, stamp_untrained, to_uint8, upscale
 from stylepuppet.landmarks.framing import resize_points
-from stylepuppet.video import VideoWriter
+from stylepuppet.video import VideoWriter, open_frames
 
 #: Least side of each side_by_side.mp4 panel: a 64² DCGAN face is enlarged 4x to be seen.
 SIDE_PANEL = 256
@@ -104,17 +106,53 @@ def render_side_by_side(generator: LatentGenerator, ws: torch.Tensor, path: Path
             writer.write(labelled_row(panels, labels))
 
 
+def render_full_video(generator: LatentGenerator, ws: torch.Tensor, path: Path, fps: float, subframes: int,
+                      picture: Picture, *, audio_from: Path | None = None, audio_start: float = 0.0,
+                      stamp: bool = False, device: torch.device | str = "cpu") -> int:
+    """Like :func:`render_video`, with every frame pasted back into ``picture`` (at the picture's size); the
+    face's place and outline move with the sub-frames as the latents do."""
+    count = 0
+    audio = audio_from if audio_from is not None and audio_from.is_file() else None
+    with VideoWriter(path, fps * subframes, audio_from=audio, audio_start=audio_start) as writer:
+        for t, (batch, background) in enumerate(zip(interpolate_latents(ws, subframes, generator), picture.frames())):
+            with torch.inference_mode():
+                faces = to_uint8(generator.render(batch.to(device), noise_mode="const"))
+            for j, face in enumerate(faces):
+                frame = picture.paste(background, face, t, j / subframes)
+                writer.write(stamp_untrained(frame) if stamp else frame)
+                count += 1
+    return count
+
+
+def render_full_side_by_side(generator: LatentGenerator, ws: torch.Tensor, path: Path, *, driving: Path, start: int,
+                             fps: float, picture: Picture, stamp: bool, device: torch.device | str = "cpu") -> None:
+    """driving frame | output pasted back into ``picture``, whole frames at the height of the picture, one row
+    per driving frame at the driving fps."""
+    with VideoWriter(path, fps) as writer, open_frames(driving, start=start, max_frames=len(ws)) as drivers:
+        for t, (background, frame) in enumerate(zip(picture.frames(), drivers)):
+            with torch.inference_mode():
+                face = to_uint8(generator.render(ws[t:t + 1].to(device), noise_mode="const"))[0]
+            out = picture.paste(background, face, t)
+            if stamp:
+                out = stamp_untrained(out)
+            height = out.shape[0]
+            width = max(1, round(frame.shape[1] * height / frame.shape[0]))
+            shown = np.asarray(Image.fromarray(frame).resize((width, height), Image.BILINEAR))
+            writer.write(np.concatenate([shown, out], axis=1))
+
+
 # ---------------------------------------------------------------------------------------------- latents.npz
 
 
 def save_latents(path: Path, ws: torch.Tensor, state: RunState, cfg: AnimateConfig, fps: float, audio: str,
-                 driving_digest: str | None = None) -> None:
+                 driving_digest: str | None = None, paste: PasteData | None = None) -> None:
     """OUT/latents.npz: ws [T, num_ws, dim] as rendered (after the latent filter; num_ws = 1 in W
     space), the frozen noise buffers by name, per-frame final loss terms, what re-rendering needs
-    (config, driving fps, audio source), and the driving clip's content digest (``evaluate`` checks it)."""
+    (config, driving fps, audio source, and what paste-back needs), and the driving clip's content digest
+    (``evaluate`` checks it)."""
     arrays: dict[str, np.ndarray] = {"ws": ws.numpy(), "fps": np.float64(fps), "subframes": np.int64(cfg.subframes),
                                      "space": np.array(cfg.space), "config": np.array(cfg.to_json()),
-                                     "audio": np.array(audio)}
+                                     "audio": np.array(audio), **(paste.arrays() if paste is not None else {})}
     if driving_digest is not None:
         arrays["driving_digest"] = np.array(driving_digest)
     for name, value in state.noise.items():
@@ -135,6 +173,7 @@ class SavedLatents:
     fps: float
     audio: str
     driving_digest: str | None = None  # None in files written before it was recorded
+    paste: PasteData | None = None
 
 
 def load_latents(path: str | Path) -> SavedLatents:
@@ -150,7 +189,8 @@ def load_latents(path: str | Path) -> SavedLatents:
                 {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("noise/")},
                 {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("loss/")},
                 config_from_dict(json.loads(str(z["config"]))), float(z["fps"]), str(z["audio"]),
-                str(z["driving_digest"]) if "driving_digest" in z.files else None)
+                str(z["driving_digest"]) if "driving_digest" in z.files else None,
+                PasteData.from_arrays({k: z[k] for k in z.files if k.startswith("paste/")}))
     except FileNotFoundError:
         raise MediaError(f"latents file not found: {path}") from None
     except (*DAMAGED_NPZ, TypeError) as exc:
@@ -196,14 +236,20 @@ def saved_generator(saved: SavedLatents, cfg: AnimateConfig) -> tuple[LatentGene
 
 
 def render_latents(latents: str | Path, out: str | Path, *, network: str | None = None, subframes: int | None = None,
-                   device: str | None = None) -> int:
+                   device: str | None = None, paste_back: bool = False, paste_into: PasteInto | None = None) -> int:
     """Re-render a latents.npz (same generator, the saved frozen noise) to an mp4 without optimising; returns
-    the number of frames written. ``network`` defaults to the one the latents were made with."""
+    the number of frames written. ``network`` defaults to the one the latents were made with. ``paste_back``:
+    the full-frame video instead (the face pasted back into the look image, or with ``paste_into="driving"``
+    into the driving frames)."""
     saved = load_latents(latents)
     overrides = {k: v for k, v in {"network": network, "subframes": subframes, "device": device}.items()
                  if v is not None}
-    cfg = dataclasses.replace(saved.config, **overrides)
+    cfg = dataclasses.replace(saved.config, paste_back=paste_back, paste_into=paste_into, **overrides)
     torch_device(cfg.device)
+    full = picture(saved.paste, cfg.picture, cfg.start) if cfg.picture is not None else None
     generator, untrained = saved_generator(saved, cfg)
-    return render_video(generator, saved.ws, Path(out), saved.fps, cfg.subframes, audio_from=Path(saved.audio),
-                        audio_start=cfg.start / saved.fps, stamp=bool(untrained), device=cfg.device)
+    common = {"audio_from": Path(saved.audio), "audio_start": cfg.start / saved.fps, "stamp": bool(untrained),
+              "device": cfg.device}
+    if full is not None:
+        return render_full_video(generator, saved.ws, Path(out), saved.fps, cfg.subframes, full, **common)
+    return render_video(generator, saved.ws, Path(out), saved.fps, cfg.subframes, **common)

@@ -293,7 +293,8 @@ def _animate(cfg: AnimateConfig, driving: Path, folder: RunFolder, look_path: Pa
             frames.close()
 
     shown = np.unique(np.concatenate([np.asarray(v, dtype=np.int64) for v in obj.net.groups.values()]))
-    write_outputs(out, FinishedRun(cfg, driving, gen, smooth_latents(torch.stack(state.ws), cfg.latent_smooth, gen),
-                                   state, targets, shown, bool(nets.untrained), device))
+    write_outputs(out, FinishedRun(cfg, driving, look_path, gen,
+                                   smooth_latents(torch.stack(state.ws), cfg.latent_smooth, gen), state, targets,
+                                   shown, bool(nets.untrained), device))
     means = {k: float(np.nanmean(v)) for k, v in state.terms.items() if np.isfinite(np.asarray(v)).any()}
     return AnimateResult(out, t_count, resumed_from, time.perf_counter() - began, means, tuple(nets.untrained))

@@ -35,10 +35,12 @@ DAMAGED_NPZ = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
 
 
 def fingerprint(cfg: AnimateConfig, inputs: dict[str, Path | None]) -> str:
-    """What decides the latents: the resolved config (but the sub-frame count, the latent filter and the
-    side-by-side's points panel, which only change the rendering) and the content of every input file."""
+    """What decides the latents: the resolved config (but the sub-frame count, the latent filter, the
+    side-by-side's points panel and paste-back, which only change the rendering) and the content of every
+    input file."""
     settings = dataclasses.replace(cfg, subframes=1, latent_smooth=0.0).to_dict()
-    settings.pop("show_points")  # left out, not set: runs saved before the setting existed still resume
+    for rendering in ("show_points", "paste_back", "paste_into"):  # left out, not set: runs saved before these
+        settings.pop(rendering)  # settings existed still resume
     h = hashlib.sha256(json.dumps(settings, indent=2, sort_keys=True).encode())
     for name, path in sorted(inputs.items()):
         h.update(f"{name}={content_digest(path) if path is not None else '-'};".encode())

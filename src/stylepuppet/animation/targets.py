@@ -27,13 +27,14 @@ from stylepuppet.animation.start_face import choose_start_face
 from stylepuppet.animation.state import TRACK
 from stylepuppet.config import AnimateConfig
 from stylepuppet.errors import ConfigError
-from stylepuppet.face.align import to_aligned
-from stylepuppet.face.motion import choose_reference, relative_motion
+from stylepuppet.face.align import face_outline, from_aligned, to_aligned
+from stylepuppet.face.motion import choose_reference, relative_motion, rigid_fit
 from stylepuppet.face.smoothing import gaussian_smooth
 from stylepuppet.face.track import FaceTrack, aligned_frames, track_video
 from stylepuppet.images import to_tensor, to_unit
 from stylepuppet.landmarks.framing import box_from_points
 from stylepuppet.landmarks.net import LandmarkNet, jittered_points
+from stylepuppet.landmarks.scheme import GROUPS
 from stylepuppet.optim.objective import LandmarkObjective
 
 #: Least size the driving frames are aligned at for reading their landmarks (relative form). A small
@@ -45,6 +46,8 @@ READ_SIZE = 256
 READ_FRAMINGS = 8
 READ_SHIFT = 0.1
 READ_SCALE = 0.2
+#: The arrays of targets.npz that a run may lack.
+OPTIONAL = ("points", "look", "start", "look_quad", "faces68", "base68", "paste_quads", "outlines")
 
 
 # ---------------------------------------------------------------------------------------------- stage 1: track
@@ -84,11 +87,13 @@ class Targets:
     look_quad: np.ndarray | None = None  # [4, 2] what aligned the look (look-image pixels, FFHQ corner order)
     faces68: np.ndarray | None = None  # [T, 68, 2] iBUG-68 points of each frame's target: the identity chip
     base68: np.ndarray | None = None  # [68, 2] the same of the base face (the look or the start face)
+    paste_quads: np.ndarray | None = None  # [T, 4, 2] where G's square output lies in each driving frame
+    outlines: np.ndarray | None = None  # [T, K, 2] the face's outline in G's output (face_outline), per frame
 
     def save(self, path: Path) -> None:
         arrays = {"centres": self.centres, "sides": self.sides, "quads": self.quads,
                   "fps": np.float64(self.fps), "audio": np.array(self.audio)}
-        for name in ("points", "look", "start", "look_quad", "faces68", "base68"):
+        for name in OPTIONAL:
             if getattr(self, name) is not None:
                 arrays[name] = getattr(self, name)
         atomic.save_npz(path, **arrays)
@@ -96,8 +101,8 @@ class Targets:
     @classmethod
     def load(cls, path: Path) -> Targets:
         with np.load(path) as z:
-            return cls(z["centres"], z["sides"], z.get("points"), z.get("look"), z["quads"], float(z["fps"]),
-                       str(z["audio"]), z.get("start"), z.get("look_quad"), z.get("faces68"), z.get("base68"))
+            return cls(z["centres"], z["sides"], quads=z["quads"], fps=float(z["fps"]), audio=str(z["audio"]),
+                       **{name: z.get(name) for name in OPTIONAL})
 
 
 def _framing(obj: LandmarkObjective, boxes: np.ndarray, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
@@ -128,9 +133,22 @@ def driver_points(net: LandmarkNet, driving: Path, start: int, quads: np.ndarray
     return points
 
 
+def square_quads(quads: np.ndarray, size: int, linear: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """Where G's ``size``² output lies in each driving frame [T, 4, 2] (source pixels, FFHQ corner order), when
+    G's pixel p sits at ``p @ linear.T + shift`` in the frames' aligned crops of ``quads`` [T, 4, 2]."""
+    lo, hi = -0.5, size - 0.5
+    corners = np.array([[lo, lo], [lo, hi], [hi, hi], [hi, lo]]) @ np.asarray(linear).T + shift
+    return from_aligned(np.broadcast_to(corners, (len(quads), 4, 2)), quads, size)
+
+
 def build_targets(cfg: AnimateConfig, nets: Networks, obj: LandmarkObjective, track: FaceTrack, driving: Path,
                   look: LookFace | None, device: torch.device, progress: bool = False) -> Targets:
-    """Stage 2 (see the module docstring). ``look``: the framed look (keep-identity mode)."""
+    """Stage 2 (see the module docstring). ``look``: the framed look (keep-identity mode).
+
+    For paste-back it also records where G's output lies in the full pictures: in each driving frame (the
+    driver's smoothed quads, and in the relative form the map from the base face onto the driver's reference
+    face on their rigid points, as the motion is laid on) and in the look image, and the face's outline in
+    G's output per frame (where G's landmarks should be; in the heat-map form, the driver's aligned ones)."""
     size = nets.generator.img_resolution
     quads = np.asarray(track.quads, dtype=np.float64)
     landmarks = np.asarray(track.landmarks, dtype=np.float64)
@@ -143,6 +161,7 @@ def build_targets(cfg: AnimateConfig, nets: Networks, obj: LandmarkObjective, tr
         look_centre, look_side, base_points = net_points(obj, to_unit(to_tensor(look.image, device)), look.points,
                                                          device)
     points = start_latent = None
+    paste_quads, outlines = quads, face_outline(aligned_lm, GROUPS)  # heat-map form: G draws the aligned driver
     if cfg.landmarks.form == "relative":
         driver = driver_points(obj.net, driving, cfg.start, quads, centres, sides, size, device)
         # The net's points on the driving crops carry per-frame detector noise: smooth them in time as
@@ -165,6 +184,9 @@ def build_targets(cfg: AnimateConfig, nets: Networks, obj: LandmarkObjective, tr
                                  strength=cfg.landmarks.strength).astype(np.float32)
         centres = np.repeat(base_centre, t_count, axis=0)
         sides = np.repeat(base_side, t_count, axis=0)
+        base = base_points[0].cpu().numpy()
+        paste_quads = square_quads(quads, size, *rigid_fit(base, driver[ref], groups))
+        outlines = face_outline(points, groups)
     faces68 = base68 = None
     if base_points is not None and getattr(obj.net, "ibug68", None) is not None:
         base68 = face68(obj, base_points)[0].cpu().numpy()
@@ -173,4 +195,5 @@ def build_targets(cfg: AnimateConfig, nets: Networks, obj: LandmarkObjective, tr
     return Targets(centres.astype(np.float32), sides.astype(np.float32), points,
                    None if look is None else look.image, quads.astype(np.float32), float(track.fps), str(driving),
                    None if start_latent is None else start_latent.cpu().numpy(),
-                   None if look is None else look.quad, faces68, base68)
+                   None if look is None else look.quad, faces68, base68, paste_quads.astype(np.float32),
+                   outlines.astype(np.float32))

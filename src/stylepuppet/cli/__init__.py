@@ -15,12 +15,12 @@ from types import FrameType
 
 import click
 
-from stylepuppet.cli import animate, evaluate, generate, project, render, track, ui, weights
+from stylepuppet.cli import animate, batch, evaluate, generate, project, render, track, ui, weights
 from stylepuppet.errors import StylePuppetError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]},
-             commands=[animate.animate_command, project.project_command, render.render_command,
+             commands=[animate.animate_command, project.project_command, batch.batch_command, render.render_command,
                        evaluate.evaluate_command, track.track_command, generate.generate_command,
                        weights.weights_group, ui.ui_command])
 @click.version_option(package_name="stylepuppet")

@@ -23,10 +23,14 @@ top-left corner of the quad is the outer corner of crop pixel (0, 0), i.e. crop 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter
+from scipy.ndimage import distance_transform_edt, gaussian_filter
+from scipy.spatial import ConvexHull
 
 from stylepuppet.landmarks.scheme import eye_centres
 
@@ -270,6 +274,14 @@ def align_crop(image: np.ndarray, quad: np.ndarray, size: int) -> AlignedCrop:
 
 # ---------------------------------------------------------------------------------------------- paste back
 
+#: How far the face outline reaches above the brows, as a fraction of the eye-to-mouth distance (the
+#: 68 points stop at the brows; the forehead below the hairline is skin the pasted face should bring).
+FOREHEAD = 0.5
+#: Width of the pasted face's soft edge, as a fraction of the face's size (the square root of its area).
+FACE_FEATHER = 0.12
+#: Width (σ) of the colour correction's smoothing, as a fraction of the face's size.
+COLOUR_SIGMA = 0.2
+
 
 def feather_mask(size: int, feather: float) -> np.ndarray:
     """Float mask [size, size] in [0, 1]: 1 inside, ramping linearly to 0 over ``feather``·size at the edges."""
@@ -278,11 +290,74 @@ def feather_mask(size: int, feather: float) -> np.ndarray:
     return np.minimum(ramp[:, None], ramp[None, :]).astype(np.float32)
 
 
-def paste_back(frame: np.ndarray, crop: np.ndarray, transform: np.ndarray, *, feather: float = 0.08) -> np.ndarray:
+def face_outline(points: np.ndarray, groups: Mapping[str, Any]) -> np.ndarray:
+    """The face's outline points [..., K, 2] from landmarks [..., P, 2] with named ``groups``: the jaw, the
+    brows, and the brows moved up by :data:`FOREHEAD` of the eye-to-mouth distance (the lower forehead).
+    Their convex hull is the region :func:`paste_back` replaces."""
+    points = np.asarray(points, dtype=np.float64)
+    jaw = points[..., np.asarray(groups["jaw"]), :]
+    brows = points[..., np.concatenate([np.asarray(groups["right_eyebrow"]), np.asarray(groups["left_eyebrow"])]), :]
+    right, left = eye_centres(points, groups)
+    mouth = points[..., np.asarray(groups["outer_lip"]), :].mean(axis=-2)
+    up = (right + left) * 0.5 - mouth  # from the mouth to the eyes: the face's upward direction, eye-to-mouth long
+    return np.concatenate([jaw, brows, brows + FOREHEAD * up[..., None, :]], axis=-2)
+
+
+def polygon_ramp(shape: tuple[int, int], polygon: np.ndarray, width: float) -> np.ndarray:
+    """Float mask [H, W]: 0 outside the convex hull of ``polygon`` [K, 2] (pixel coordinates), rising
+    smoothly (smoothstep of the distance to the hull's edge) to 1 at ``width`` pixels inside it."""
+    hull = polygon[ConvexHull(polygon).vertices] if len(polygon) >= 3 else polygon
+    canvas = Image.new("L", (shape[1], shape[0]), 0)
+    ImageDraw.Draw(canvas).polygon([tuple(p) for p in hull], fill=1)
+    inside = np.asarray(canvas, dtype=bool)
+    t = np.clip(distance_transform_edt(inside) / max(width, 1.0), 0.0, 1.0)
+    return (t * t * (3.0 - 2.0 * t)).astype(np.float32)
+
+
+def colour_correction(original: np.ndarray, pasted: np.ndarray, weights: np.ndarray, sigma: float) -> np.ndarray:
+    """A smooth field [H, W, 3] that, added to ``pasted``, makes it match ``original`` where ``weights`` [H, W]
+    are high (the pasted face's edge) and carries that correction smoothly inwards.
+
+    The difference original − pasted is averaged with the weights by a Gaussian of ``sigma`` pixels
+    (normalised convolution), so the face takes the colour and light of the skin round it without a
+    step at the seam; it is computed on a copy reduced to about σ/4 per pixel and upsampled.
+    """
+    h, w = weights.shape
+    k = max(1, int(sigma // 4))
+    hk, wk = -(-h // k), -(-w // k)
+
+    def reduce(a: np.ndarray) -> np.ndarray:
+        a = np.pad(a, ((0, hk * k - h), (0, wk * k - w)) + ((0, 0),) * (a.ndim - 2))
+        return a.reshape(hk, k, wk, k, *a.shape[2:]).mean(axis=(1, 3))
+
+    wt = reduce(weights.astype(np.float64))
+    diff = reduce((original.astype(np.float64) - pasted.astype(np.float64)) * weights[..., None])
+    total = max(float(wt.sum()), 1e-12)
+    mean = diff.sum(axis=(0, 1)) / total  # far from every weight the correction falls back to the mean
+    s = sigma / k
+    num = gaussian_filter(diff, (s, s, 0), mode="nearest")
+    den = gaussian_filter(wt, s, mode="nearest")[..., None]
+    eps = 1e-3 * den.max()
+    low = (num + eps * mean) / (den + eps)
+    full = np.stack([np.asarray(Image.fromarray(low[..., c].astype(np.float32), mode="F").resize(
+        (wk * k, hk * k), Image.BILINEAR)) for c in range(3)], axis=-1)
+    return full[:h, :w]
+
+
+def _warp(image: Image.Image, window: tuple[int, int], data: tuple[float, ...], resample: int) -> np.ndarray:
+    return np.asarray(image.transform(window, Image.AFFINE, data, resample), dtype=np.float32)
+
+
+def paste_back(frame: np.ndarray, crop: np.ndarray, transform: np.ndarray, *, outline: np.ndarray | None = None,
+               feather: float = 0.08, match_colour: bool = False) -> np.ndarray:
     """Composite an aligned ``crop`` [S, S, 3] back into ``frame`` through the inverse of ``transform``.
 
-    The crop's edges fade out over ``feather``·S pixels so the seam is soft; pixels the crop does not
-    cover keep the frame's values. Returns a new uint8 frame.
+    Without ``outline`` the whole crop is pasted, its edges fading out over ``feather``·S pixels. With
+    ``outline`` (face outline points [K, 2] in crop pixels, :func:`face_outline`) only the face is: the
+    convex hull of the outline, its edge fading in over :data:`FACE_FEATHER` of the face's size. With
+    ``match_colour`` the pasted pixels get :func:`colour_correction` towards the frame's, weighted on
+    that soft edge. Pixels outside the pasted region keep the frame's values exactly, as do those the
+    crop does not cover (a face near the frame's border). Returns a new uint8 frame.
     """
     if frame.dtype != np.uint8 or frame.ndim != 3 or crop.dtype != np.uint8 or crop.ndim != 3:
         raise ValueError("frame and crop must be uint8 RGB images")
@@ -290,10 +365,10 @@ def paste_back(frame: np.ndarray, crop: np.ndarray, transform: np.ndarray, *, fe
     if crop.shape[:2] != (size, size):
         raise ValueError(f"crop must be square, got {crop.shape}")
     transform = np.asarray(transform, dtype=np.float64)
+    inv = invert_transform(transform)
     h, w = frame.shape[:2]
     corners = np.array([[-0.5, -0.5], [size - 0.5, -0.5], [size - 0.5, size - 0.5], [-0.5, size - 0.5]])
-    inv = invert_transform(transform)
-    src = apply_transform(corners, inv)
+    src = apply_transform(corners if outline is None else np.asarray(outline, dtype=np.float64), inv)
     x0 = int(np.clip(np.floor(src[:, 0].min()), 0, w))
     y0 = int(np.clip(np.floor(src[:, 1].min()), 0, h))
     x1 = int(np.clip(np.ceil(src[:, 0].max()) + 1, 0, w))
@@ -306,9 +381,18 @@ def paste_back(frame: np.ndarray, crop: np.ndarray, transform: np.ndarray, *, fe
     offset = lin @ np.array([x0 - 0.5, y0 - 0.5]) + transform[:2, 2] + 0.5
     data = (lin[0, 0], lin[0, 1], offset[0], lin[1, 0], lin[1, 1], offset[1])
     window = (x1 - x0, y1 - y0)
-    colour = np.asarray(Image.fromarray(crop).transform(window, Image.AFFINE, data, Image.BILINEAR), np.float32)
-    mask_img = Image.fromarray(feather_mask(size, feather), mode="F")
-    mask = np.asarray(mask_img.transform(window, Image.AFFINE, data, Image.BILINEAR), np.float32)[..., None]
+    colour = _warp(Image.fromarray(crop), window, data, Image.BICUBIC)
+    # Where the crop does not reach, the warp reads black: the coverage mask keeps the frame there.
+    edge = feather if outline is None else 1.0 / size
+    mask = _warp(Image.fromarray(feather_mask(size, edge), mode="F"), window, data, Image.BILINEAR)
     region = out[y0:y1, x0:x1].astype(np.float32)
-    out[y0:y1, x0:x1] = np.clip(np.rint(region + (colour - region) * mask), 0, 255).astype(np.uint8)
+    if outline is not None:
+        face = src - np.array([x0, y0])
+        face_size = float(np.sqrt(max(ConvexHull(face).volume, 1.0))) if len(face) >= 3 else 1.0
+        mask = mask * polygon_ramp((y1 - y0, x1 - x0), face, FACE_FEATHER * face_size)
+        if match_colour:
+            band = mask * (1.0 - mask) * 4.0  # the soft edge, where the pasted face meets the frame
+            colour = colour + colour_correction(region, colour, band, COLOUR_SIGMA * face_size)
+    blend = region + (np.clip(colour, 0, 255) - region) * mask[..., None]
+    out[y0:y1, x0:x1] = np.clip(np.rint(blend), 0, 255).astype(np.uint8)
     return out

@@ -133,11 +133,18 @@ def relative_motion(driving: np.ndarray, look: np.ndarray, ref_index: int | None
     if not -driving.shape[0] <= ref_index < driving.shape[0]:
         raise ValueError(f"ref_index {ref_index} is outside the {driving.shape[0]} frames")
     reference = driving[ref_index]
+    linear, _ = rigid_fit(reference, look, groups)
+    return look + strength * (driving - reference) @ linear.T
+
+
+def rigid_fit(source: np.ndarray, target: np.ndarray, groups: Groups = GROUPS) -> tuple[np.ndarray, np.ndarray]:
+    """The scale·rotation [2, 2] and shift [2] that best map one face's points [P, 2] onto another's on
+    their rigid points (:data:`RIGID_GROUPS`): target ≈ source @ linear.T + shift."""
     rigid = _indices(groups, *RIGID_GROUPS)
-    k, _ = fit_similarity(torch.from_numpy(reference[rigid])[None], torch.from_numpy(look[rigid])[None],
-                          torch.ones(len(rigid), dtype=torch.float64))
+    k, shift = fit_similarity(torch.from_numpy(np.asarray(source, dtype=np.float64)[rigid])[None],
+                              torch.from_numpy(np.asarray(target, dtype=np.float64)[rigid])[None],
+                              torch.ones(len(rigid), dtype=torch.float64))
     a, b = float(k.real[0]), float(k.imag[0])
     if not (np.isfinite(a) and np.isfinite(b)):
-        raise ValueError("the reference's rigid points coincide; cannot fit a scale")
-    linear = np.array([[a, -b], [b, a]])
-    return look + strength * (driving - reference) @ linear.T
+        raise ValueError("the rigid points coincide; cannot fit a scale")
+    return np.array([[a, -b], [b, a]]), shift[0].numpy()
