@@ -1,13 +1,15 @@
-"""Read and write StyleGAN2 generator weights without ever executing anything from a file.
+"""Read and write StyleGAN2 and StyleGAN3 generator weights without ever executing anything from a file.
 
 Three formats (:mod:`stylepuppet.generators.loader` tells them apart by content, never by the file name):
 
-* NVIDIA network pickles (stylegan2-ada-pytorch, and the StyleGAN2 pickles of the stylegan3
-  repository). NVIDIA's loader ``exec``s the Python source embedded in the file. Ours unpickles
-  with an allow-list of globals (:data:`NETWORK_PICKLE`): the persistence hook is replaced by a
-  function that only keeps the pickled ``meta`` dict (class name and ``__dict__``), tensors are
-  rebuilt by our own functions from storages that ``torch.load(weights_only=True)`` decodes, and
-  any other global raises :class:`UnsafePickleError` naming it. The generator is rebuilt from its
+* NVIDIA network pickles (stylegan2-ada-pytorch, and the StyleGAN2 and StyleGAN3 pickles of the
+  stylegan3 repository). NVIDIA's loader ``exec``s the Python source embedded in the file. Ours
+  unpickles with an allow-list of globals (:data:`NETWORK_PICKLE`): the persistence hook is replaced
+  by a function that only keeps the pickled ``meta`` dict (class name and ``__dict__``), tensors are
+  rebuilt by our own functions from storages that ``torch.load(weights_only=True)`` decodes, numpy
+  arrays and scalars (the StyleGAN3 layers' sampling rates and sizes) are rebuilt as numeric data
+  only, and any other global raises :class:`UnsafePickleError` naming it. The family (StyleGAN2 or
+  StyleGAN3) is told by the pickled synthesis network's layers; the generator is rebuilt from its
   constructor kwargs, cross-checked against the attributes pickled with each layer, and loaded
   strictly from the flat state dict of the pickled modules.
 * rosinality stylegan2-pytorch checkpoints (``torch.save({"g_ema": state_dict, "latent_avg": w})``),
@@ -39,10 +41,15 @@ from torch import Tensor
 
 from stylepuppet import atomic, safe_pickle
 from stylepuppet.errors import ConfigError, StylePuppetError, WeightsError
+from stylepuppet.generators import stylegan3
 from stylepuppet.generators.stylegan2 import DEFAULT_FILTER, Generator, setup_filter
-from stylepuppet.safe_pickle import AllowList, calling, one_line, shared, subclass
+from stylepuppet.safe_pickle import AllowList, calling, fresh, one_line, shared, subclass
+
+AnyGenerator = Generator | stylegan3.Generator
 
 FORMAT = "stylepuppet.stylegan2"
+#: Our safetensors format's ``format`` value per generator class.
+OUR_FORMATS: dict[str, type[AnyGenerator]] = {FORMAT: Generator, "stylepuppet.stylegan3": stylegan3.Generator}
 FORMAT_VERSION = 1
 WHICH = ("G_ema", "G")
 
@@ -53,15 +60,16 @@ _GENERATOR_ARGS = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", 
 # ---------------------------------------------------------------------------------------------- writing
 
 
-def save_generator(G: Generator, path: str | os.PathLike[str], *, source: str | None = None,
+def save_generator(G: AnyGenerator, path: str | os.PathLike[str], *, source: str | None = None,
                    which: str | None = None) -> Path:
     """Write ``G`` in our format (safetensors; config, format version, source and which in its header), atomically."""
-    if not isinstance(G, Generator):
-        raise WeightsError(f"only StyleGAN2 generators can be written in stylepuppet's format, not a "
+    fmt = next((name for name, cls in OUR_FORMATS.items() if type(G) is cls), None)
+    if fmt is None:
+        raise WeightsError(f"only StyleGAN2 and StyleGAN3 generators can be written in stylepuppet's format, not a "
                            f"{type(G).__name__}")
     path = Path(path)
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in G.state_dict().items()}
-    metadata = {"format": FORMAT, "format_version": str(FORMAT_VERSION),
+    metadata = {"format": fmt, "format_version": str(FORMAT_VERSION),
                 "config": json.dumps(G.init_kwargs, sort_keys=True)}
     if source is not None:
         metadata["source"] = source
@@ -158,10 +166,53 @@ def _rebuild_parameter(data: Any, requires_grad: Any, backward_hooks: Any, state
 
 
 def _numpy_dtype(spec: Any, align: Any = False, copy: Any = False) -> np.dtype:
+    """A fresh numeric dtype: the pickle's BUILD (byte order) then changes this copy, never numpy's shared one."""
     dtype = np.dtype(spec) if isinstance(spec, str) else None
     if dtype is None or dtype.kind not in "biufc":
         raise WeightsError(f"the pickle asks for a numpy dtype {spec!r}; only numeric dtypes are allowed")
-    return dtype
+    return np.dtype(spec, False, True)
+
+
+def _numeric_dtype(dtype: Any) -> bool:
+    return isinstance(dtype, np.dtype) and dtype.kind in "biufc" and not dtype.hasobject
+
+
+def _array_shape(shape: Any) -> bool:
+    return isinstance(shape, tuple) and all(_is_index(n) for n in shape) and math.prod(shape) < 2 ** 31
+
+
+class _PickledArray(np.ndarray):
+    """What ``numpy.core.multiarray._reconstruct`` stands in for: an array whose pickled state (BUILD) must be
+    numeric data of the declared size; an object array's state would be arbitrary objects."""
+
+    def __setstate__(self, state: Any) -> None:
+        if not (isinstance(state, tuple) and len(state) == 5 and isinstance(state[0], int)
+                and _array_shape(state[1]) and _numeric_dtype(state[2]) and isinstance(state[3], bool)
+                and isinstance(state[4], (bytes, bytearray))
+                and len(state[4]) == math.prod(state[1]) * state[2].itemsize):
+            raise WeightsError("a numpy array in the pickle is malformed; only numeric arrays are allowed")
+        super().__setstate__(state)
+
+
+class _NumpyNdarray:
+    """Stands in for ``numpy.ndarray``, which a network pickle only names as the class given to _reconstruct."""
+
+    def __call__(self, *args: Any) -> None:
+        raise WeightsError("the pickle calls numpy.ndarray directly; only pickled numeric arrays are allowed")
+
+
+def _numpy_reconstruct(cls: Any, shape: Any, typecode: Any) -> np.ndarray:
+    if not isinstance(cls, _NumpyNdarray) or shape != (0,) or typecode not in (b"b", "b"):
+        raise WeightsError("a numpy array in the pickle is malformed; only plain numeric arrays are allowed")
+    return _PickledArray((0,), dtype=np.uint8)
+
+
+def _numpy_frombuffer(buffer: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
+    """``numpy.core.numeric._frombuffer`` (arrays in protocol-5 pickles): a copy of numeric data."""
+    if not (isinstance(buffer, (bytes, bytearray)) and _numeric_dtype(dtype) and _array_shape(shape)
+            and order in ("C", "F") and len(buffer) == math.prod(shape) * dtype.itemsize):
+        raise WeightsError("a numpy array in the pickle is malformed; only numeric arrays are allowed")
+    return np.frombuffer(bytes(buffer), dtype=dtype).reshape(shape, order=order).copy()
 
 
 def _numpy_scalar(dtype: Any, data: Any = None) -> Any:
@@ -189,20 +240,27 @@ NETWORK_PICKLE = AllowList("network pickle", {
     ("numpy", "dtype"): calling(_numpy_dtype),
     ("numpy.core.multiarray", "scalar"): calling(_numpy_scalar),
     ("numpy._core.multiarray", "scalar"): calling(_numpy_scalar),
+    ("numpy", "ndarray"): fresh(_NumpyNdarray),
+    ("numpy.core.multiarray", "_reconstruct"): calling(_numpy_reconstruct),
+    ("numpy._core.multiarray", "_reconstruct"): calling(_numpy_reconstruct),
+    ("numpy.core.numeric", "_frombuffer"): calling(_numpy_frombuffer),
+    ("numpy._core.numeric", "_frombuffer"): calling(_numpy_frombuffer),
 })
 
 
 # ---------------------------------------------------------------------------------------------- NVIDIA pickles
 
 
-def read_nvidia(path: Path, which: str = "G_ema") -> Generator:
-    """The ``which`` generator (``G_ema`` or ``G``) of an NVIDIA network pickle, rebuilt as ours (nothing is run)."""
+def read_nvidia(path: Path, which: str = "G_ema") -> AnyGenerator:
+    """The ``which`` generator (``G_ema`` or ``G``) of an NVIDIA StyleGAN2 or StyleGAN3 network pickle, rebuilt as
+    ours (nothing is run)."""
     _check_which(which)
     net = read_nvidia_pickle(path, which)
+    sg3 = nvidia_family(net, path, which) == "stylegan3"
     try:
         kwargs, state = nvidia_generator_kwargs(net, path), nvidia_state_dict(net)
-        G = _build(path, which, kwargs, state)
-        _check_attributes(net, G, f"{which} in {path}")
+        G = _build(path, which, kwargs, state, stylegan3.Generator if sg3 else Generator)
+        _check_attributes(net, G, f"{which} in {path}", stylegan3.PICKLED_ATTRIBUTES if sg3 else _CHECKED_ATTRIBUTES)
     except StylePuppetError:
         raise
     except Exception as exc:
@@ -227,12 +285,22 @@ def read_nvidia_pickle(path: Path, which: str = "G_ema") -> PersistentObject:
     if not isinstance(net, PersistentObject) or net.class_name != "Generator":
         what = net.class_name if isinstance(net, PersistentObject) else type(net).__name__
         raise WeightsError(f"{which} in {path} is a {what}, not a Generator; give a generator pickle")
-    synthesis = _child(net, "synthesis", path)
-    if "b4" not in _modules(synthesis):
-        layers = ", ".join(list(_modules(synthesis))[:4])
-        raise WeightsError(f"{which} in {path} is not a StyleGAN2 generator (its synthesis network has {layers}, ...); "
-                           f"StyleGAN3 and other networks are not supported")
+    nvidia_family(net, path, which)
     return net
+
+
+def nvidia_family(net: PersistentObject, path: Path | str, which: str = "G_ema") -> str:
+    """"stylegan2" or "stylegan3", told by the pickled synthesis network's layers (never by code in the file):
+    StyleGAN2 has blocks b4, b8, ...; StyleGAN3 (training.networks_stylegan3) starts with a SynthesisInput."""
+    layers = _modules(_child(net, "synthesis", path))
+    if "b4" in layers:
+        return "stylegan2"
+    first = layers.get("input")
+    if isinstance(first, PersistentObject) and first.class_name == "SynthesisInput":
+        return "stylegan3"
+    names = ", ".join(list(layers)[:4])
+    raise WeightsError(f"{which} in {path} is neither a StyleGAN2 nor a StyleGAN3 generator (its synthesis network has "
+                       f"{names or 'no layers'}, ...); other networks are not supported")
 
 
 def nvidia_state_dict(net: PersistentObject) -> dict[str, Tensor]:
@@ -288,17 +356,18 @@ _CHECKED_ATTRIBUTES = ("z_dim", "c_dim", "w_dim", "num_ws", "num_layers", "img_r
                        "act_gain", "weight_gain", "bias_gain", "architecture", "num_conv", "num_torgb")
 
 
-def _check_attributes(net: PersistentObject, G: Generator, where: str) -> None:
+def _check_attributes(net: PersistentObject, G: AnyGenerator, where: str,
+                      checked: tuple[str, ...] = _CHECKED_ATTRIBUTES) -> None:
     ours = dict(G.named_modules())
     for prefix, module in _walk(net):
         mine = ours.get(prefix.rstrip("."))
         if mine is None:
             continue
-        for attr in _CHECKED_ATTRIBUTES:
+        for attr in checked:
             if attr in module.state and hasattr(mine, attr):
                 theirs, expected = _plain(module.state[attr]), getattr(mine, attr)
                 if not _same(theirs, expected):
-                    raise WeightsError(f"{where}: {prefix}{attr} is {theirs!r} but a StyleGAN2 generator built from "
+                    raise WeightsError(f"{where}: {prefix}{attr} is {theirs!r} but a generator built from "
                                        f"its config has {expected!r}; this variant is not supported")
 
 
@@ -325,10 +394,10 @@ def _modules(net: PersistentObject) -> dict[str, Any]:
     return _as_dict(net.state.get("_modules"), net)
 
 
-def _child(net: PersistentObject, name: str, path: Path) -> PersistentObject:
+def _child(net: PersistentObject, name: str, path: Path | str) -> PersistentObject:
     child = _modules(net).get(name)
     if not isinstance(child, PersistentObject):
-        raise WeightsError(f"the {net.class_name} in {path} has no {name} network; the file is not a StyleGAN2 pickle")
+        raise WeightsError(f"the {net.class_name} in {path} has no {name} network; the file is not a generator pickle")
     return child
 
 
@@ -341,11 +410,13 @@ def _as_dict(value: Any, module: PersistentObject) -> dict[str, Any]:
 
 
 def _plain(value: Any) -> Any:
-    """EasyDicts, OrderedDicts, tuples and numpy scalars -> plain JSON-able Python values."""
+    """EasyDicts, OrderedDicts, tuples, numpy arrays and scalars -> plain JSON-able Python values."""
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
     if isinstance(value, np.generic):
         return value.item()
     return value
@@ -498,7 +569,7 @@ def is_ours(head: bytes, size: int) -> bool:
     return len(head) >= 9 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little") <= size - 8
 
 
-def read_ours(path: Path) -> Generator:
+def read_ours(path: Path) -> AnyGenerator:
     """A generator written by :func:`save_generator`."""
     try:
         with safetensors.safe_open(str(path), framework="pt", device="cpu") as f:
@@ -507,7 +578,8 @@ def read_ours(path: Path) -> Generator:
     except Exception as exc:
         raise WeightsError(f"{path} is not a readable safetensors file ({one_line(exc)}); the file is truncated or "
                            f"corrupted, write or download it again") from None
-    if meta.get("format") != FORMAT:
+    cls = OUR_FORMATS.get(meta.get("format", ""))
+    if cls is None:
         raise WeightsError(f"{path} is a safetensors file but not a stylepuppet generator (no {FORMAT!r} metadata); "
                            f"convert the original weights with `stylepuppet weights convert`")
     version = meta.get("format_version", "")
@@ -520,17 +592,19 @@ def read_ours(path: Path) -> Generator:
         raise WeightsError(f"{path} has an unreadable generator config; the file is corrupted") from None
     if not isinstance(config, dict):
         raise WeightsError(f"{path} has a malformed generator config; the file is corrupted")
-    return _build(path, "", config, state)
+    return _build(path, "", config, state, cls)
 
 
 # ---------------------------------------------------------------------------------------------- building
 
 
-def _build(path: Path, which: str, kwargs: dict[str, Any], state: dict[str, Tensor]) -> Generator:
-    """Generator from kwargs, loaded strictly with ``state``; every mismatch is a one-line WeightsError."""
+def _build(path: Path, which: str, kwargs: dict[str, Any], state: dict[str, Tensor],
+           cls: type[AnyGenerator] = Generator) -> AnyGenerator:
+    """A ``cls`` generator from kwargs, loaded strictly with ``state``; every mismatch is a one-line WeightsError."""
     where = f"{which} in {path}" if which else str(path)
+    family = "StyleGAN3" if cls is stylegan3.Generator else "StyleGAN2"
     try:
-        G = Generator(**kwargs)
+        G = cls(**kwargs)
     except (ConfigError, TypeError) as exc:
         raise WeightsError(f"{where} has a generator config we cannot build ({one_line(exc)})") from None
     expected = G.state_dict()
@@ -542,7 +616,7 @@ def _build(path: Path, which: str, kwargs: dict[str, Any], state: dict[str, Tens
             parts.append(f"missing {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
         if unexpected:
             parts.append(f"unexpected {', '.join(unexpected[:3])}{' ...' if len(unexpected) > 3 else ''}")
-        raise WeightsError(f"{where} does not match a StyleGAN2 generator of its config ({'; '.join(parts)})")
+        raise WeightsError(f"{where} does not match a {family} generator of its config ({'; '.join(parts)})")
     for key, tensor in expected.items():
         if tuple(state[key].shape) != tuple(tensor.shape):
             raise WeightsError(f"{where}: {key} has shape {list(state[key].shape)}, expected {list(tensor.shape)}")
