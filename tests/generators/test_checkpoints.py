@@ -132,10 +132,10 @@ def test_wrong_kinds_of_files(tmp_path):
         "dict.pkl": (pickle.dumps({"weights": [1, 2, 3]}), "has no 'G_ema' network"),
         "list.pkl": (pickle.dumps([1, 2, 3]), "holds a list, not NVIDIA networks"),
         "d-as-g.pkl": (nvp.dumps({"G_ema": nvp.discriminator()}), "is a Discriminator, not a Generator"),
-        "sg3.pkl": (nvp.dumps({"G_ema": nvp.Module("Generator", children={"synthesis": nvp.Module(
-            "SynthesisNetwork", children={"input": nvp.Module("SynthesisInput"),
+        "other-gan.pkl": (nvp.dumps({"G_ema": nvp.Module("Generator", children={"synthesis": nvp.Module(
+            "SynthesisNetwork", children={"input": nvp.Module("ConstantInput"),
                                           "L0_36_512": nvp.Module("SynthesisLayer")})})}),
-                    "not a StyleGAN2 generator .*input, L0_36_512"),
+                          "neither a StyleGAN2 nor a StyleGAN3 generator .*input, L0_36_512"),
         "text.txt": (b"hello, I am not weights\n", "is not a generator weights file"),
     }
     wrong_shapes = nvp.generator(cfg)
