@@ -63,6 +63,17 @@ def test_registry_entries_are_complete():
     assert "Apache-2.0" in reg["mediapipe-face-landmark"].licence
 
 
+def test_stylegan3_release_networks_are_listed():
+    ngc = "https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan3/versions/1/files/"
+    for config in "tr":
+        for data, res in (("ffhq", 1024), ("ffhqu", 1024), ("ffhqu", 256)):
+            e = weights.REGISTRY[f"stylegan3-{config}-{data}-{res}"]
+            assert e.url == f"{ngc}stylegan3-{config}-{data}-{res}x{res}.pkl" and e.kind == "stylegan3"
+            assert e.resolution == res and f"StyleGAN3-{config.upper()} (config {config.upper()}" in e.description
+            assert "NVIDIA Source Code License-NC" in e.licence and "NVlabs/stylegan3" in e.licence
+            assert "FFHQ" in e.licence
+
+
 def test_the_shared_mediapipe_model_is_the_registry_file(models_dir, cache):
     # MediaPipe's own build manifest pins this sha256 for models/face_landmark.tflite
     result = weights.import_file(models_dir / "face_landmark.tflite")

@@ -68,6 +68,9 @@ _FFHQ = ("; trained on FFHQ, whose images carry their own Creative Commons licen
          "CC BY-NC-SA 4.0, https://github.com/NVlabs/ffhq-dataset")
 _MEDIAPIPE = "Apache-2.0, https://github.com/google-ai-edge/mediapipe/blob/master/LICENSE"
 _NGC = "https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan2/versions/1/files/"
+_NGC3 = "https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan3/versions/1/files/"
+_SG3_CONFIGS = {"t": "config T, translation-equivariant", "r": "config R, translation- and rotation-equivariant"}
+_SG3_DATA = {"ffhq": "FFHQ", "ffhqu": "FFHQ-U (unaligned: faces anywhere in the frame)"}
 _MP_ASSETS = "https://storage.googleapis.com/mediapipe-assets/"
 _MP_MODELS = "https://storage.googleapis.com/mediapipe-models/"
 _DLIB_MODELS = ("public domain: its author released dlib's model files into the public domain "
@@ -83,16 +86,28 @@ def _ngc_ffhq(res: int, what: str) -> WeightsEntry:
         kind="stylegan2", resolution=res, description=f"StyleGAN2 FFHQ {res}² (NVIDIA, NGC){what}")
 
 
+def _ngc3(config: str, data: str, res: int) -> WeightsEntry:
+    """A network of NVIDIA's StyleGAN3 release."""
+    return WeightsEntry(
+        name=f"stylegan3-{config}-{data}-{res}", url=f"{_NGC3}stylegan3-{config}-{data}-{res}x{res}.pkl",
+        filename=f"stylegan3-{config}-{data}-{res}x{res}.pkl", sha256=None, size=None, licence=_NVIDIA_SG3 + _FFHQ,
+        kind="stylegan3", resolution=res,
+        description=f"StyleGAN3-{config.upper()} ({_SG3_CONFIGS[config]}) {_SG3_DATA[data]} {res}² (NVIDIA, NGC)")
+
+
 #: The entry used for each kind of weights when none is named (the generator: the fastest FFHQ network).
 DEFAULTS = {"stylegan2": "stylegan2-ffhq-256", "fan": "fan-2dfan4", "mesh": "mediapipe-face-landmark",
             "lpips": "lpips-vgg16", "identity": "dlib-face-recognition-resnet-v1"}
 DEFAULT_GENERATOR = DEFAULTS["stylegan2"]
-KINDS = tuple(DEFAULTS)
+#: The kinds of registry entry every generator command takes.
+GENERATOR_KINDS = ("stylegan2", "stylegan3")
+KINDS = (*DEFAULTS, "stylegan3")
 
 REGISTRY: dict[str, WeightsEntry] = {e.name: e for e in (
     _ngc_ffhq(256, "; the default, fastest"),
     _ngc_ffhq(512, ""),
     _ngc_ffhq(1024, ""),
+    *(_ngc3(config, data, res) for data, res in (("ffhq", 1024), ("ffhqu", 1024), ("ffhqu", 256)) for config in "tr"),
     WeightsEntry(
         name="stylegan2-ada-ffhq", url="https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/ffhq.pkl",
         filename="ffhq.pkl", sha256=None, size=None, licence=_NVIDIA_ADA + _FFHQ, kind="stylegan2",
@@ -462,16 +477,19 @@ def _is_url(source: str) -> bool:
     return source.startswith(("http://", "https://"))
 
 
-def resolve(source: str | os.PathLike[str], *, kind: str | None = None, allow_download: bool = True) -> Path:
+def resolve(source: str | os.PathLike[str], *, kind: str | tuple[str, ...] | None = None,
+            allow_download: bool = True) -> Path:
     """A local, verified file for ``source``: a registry name, an http(s) URL (cached), or an existing file.
 
-    ``kind`` ("stylegan2", "fan", ...) rejects a registry entry of another kind.
+    ``kind`` ("fan", ..., or several such as :data:`GENERATOR_KINDS`) rejects a registry entry of another kind.
     """
     text = os.fspath(source)
     if text in REGISTRY or _is_url(text):
         entry = REGISTRY[text] if text in REGISTRY else url_entry(text)
-        if kind is not None and entry.kind and entry.kind != kind:
-            raise WeightsError(f"{entry.name} is a {entry.kind} file, not {kind} weights; choose a {kind} entry "
+        kinds = (kind,) if isinstance(kind, str) else kind
+        if kinds is not None and entry.kind and entry.kind not in kinds:
+            wanted = " or ".join(kinds)
+            raise WeightsError(f"{entry.name} is a {entry.kind} file, not {wanted} weights; choose a {wanted} entry "
                                f"(`stylepuppet weights list`)")
         dest = cache_path(entry)
         if dest.exists():

@@ -46,7 +46,7 @@ def test_load_generator_from_path_url_and_name(tiny_file, tmp_path, monkeypatch)
             "fan": WeightsEntry("fan", url, "fan.pth", None, None, "Test, https://x.invalid", "fan", 256, "fan")})
         loaded = stylepuppet.load_generator("tiny", device="cpu")
         assert same_outputs(G, loaded) and not loaded.training
-        with pytest.raises(WeightsError, match="fan is a fan file, not stylegan2 weights"):
+        with pytest.raises(WeightsError, match="fan is a fan file, not stylegan2 or stylegan3 weights"):
             stylepuppet.load_generator("fan")
 
 

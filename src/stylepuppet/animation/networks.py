@@ -66,10 +66,11 @@ def warn_untrained(names: list[str]) -> None:
                   "UNTRAINED and shows no real face", UntrainedWarning, stacklevel=3)
 
 
-def weights_needed(cfg: AnimateConfig) -> dict[str, tuple[str, str]]:
-    """The weights files a run of ``cfg`` loads: what each is for -> (source, registry kind)."""
-    needed = {"generator": (cfg.network, "stylegan2"),
-              "landmark net": (cfg.landmarks.weights or weights.DEFAULTS[cfg.landmarks.net], cfg.landmarks.net)}
+def weights_needed(cfg: AnimateConfig) -> dict[str, tuple[str, str | tuple[str, ...]]]:
+    """The weights files a run of ``cfg`` loads: what each is for -> (source, registry kind or kinds)."""
+    needed: dict[str, tuple[str, str | tuple[str, ...]]] = {
+        "generator": (cfg.network, weights.GENERATOR_KINDS),
+        "landmark net": (cfg.landmarks.weights or weights.DEFAULTS[cfg.landmarks.net], cfg.landmarks.net)}
     if cfg.mode == "keep-identity" and cfg.loss.look > 0 and cfg.look_loss == "lpips":
         needed["LPIPS"] = (cfg.look_weights or weights.DEFAULTS["lpips"], "lpips")
     return needed

@@ -106,5 +106,5 @@ def convert_cmd(source: str, out: Path, which: str) -> None:
     """Convert a generator (registry name, URL or file) to our safetensors + JSON format."""
     from stylepuppet.generators.loader import convert_generator
 
-    convert_generator(weights.resolve(source, kind="stylegan2"), out, which=which)
+    convert_generator(weights.resolve(source, kind=weights.GENERATOR_KINDS), out, which=which)
     click.echo(f"wrote {out}")

@@ -126,7 +126,7 @@ def load_generator(source: str | os.PathLike[str], device: str | torch.device = 
     """The generator network of a registry name (downloaded and verified on first use), an http(s) URL
     (cached) or a file; see :func:`load_generator_file`."""
     torch_device(device)
-    return load_generator_file(weights.resolve(source, kind="stylegan2"), which=which, device=device)
+    return load_generator_file(weights.resolve(source, kind=weights.GENERATOR_KINDS), which=which, device=device)
 
 
 def load_latent_generator(path: str | os.PathLike[str], space: str, *, device: str | torch.device = "cpu",
