@@ -97,7 +97,8 @@ def nvidia_synthesis_kwargs(config: str, channel_base: int = 32768, channel_max:
 
 @dataclass(frozen=True)
 class Band:
-    """One point of the schedule: the signal a layer outputs (layer -1 is the Fourier input)."""
+    """One point of the schedule: the signal a synthesis layer outputs (the Fourier input outputs band 0,
+    which layer 0 takes in and outputs again)."""
 
     channels: int
     size: int
@@ -251,7 +252,7 @@ def filtered_lrelu(x: Tensor, fu: Tensor | None, fd: Tensor | None, bias: Tensor
 
     The activation runs at the higher, temporary sampling rate so that the harmonics it creates are
     removed by the down-sampling filter instead of aliasing. ``padding`` (before, after) is relative to
-    the up-sampled image. The positive ``gain`` is applied through the down-sampling filter instead
+    the up-sampled image. The ``gain`` (> 0) is applied through the down-sampling filter instead
     (clamping at clamp / gain first): the same numbers, one pass less over the up-sampled image.
     """
     x = x + bias.to(x.dtype).reshape(1, -1, 1, 1)
@@ -304,7 +305,8 @@ def modulated_conv(x: Tensor, weight: Tensor, styles: Tensor, *, demodulate: boo
     x = x * (styles * input_gain).to(x.dtype).reshape(n, in_ch, 1, 1)
     x = F.conv2d(x, weight.to(x.dtype), padding=padding)
     if demodulate:
-        dcoefs = ((weight.unsqueeze(0) * styles.reshape(n, 1, in_ch, 1, 1)).square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()
+        # sum over i and taps of (w_oi s_i)^2 = sum over i of s_i^2 (sum over taps of w_oi^2): one small matmul
+        dcoefs = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()
         x = x * dcoefs.to(x.dtype).reshape(n, -1, 1, 1)
     return x
 
