@@ -13,6 +13,7 @@ from weights_server import serve
 
 import stylepuppet
 from stylepuppet import weights
+from stylepuppet.animation.look import LookLatent
 from stylepuppet.cli import run
 from stylepuppet.generators import stylegan3
 from stylepuppet.weights import WeightsEntry
@@ -113,3 +114,13 @@ def test_animate_keep_identity_in_w(cache, media_dir, animation_pickle, tmp_path
     with np.load(out / "latents.npz") as z:
         assert z["ws"].shape == (2, 1, 8)
     assert len(decode(out / "animation.mp4")) == 2
+
+
+def test_project_a_look_into_a_stylegan3_network(cache, media_dir, animation_pickle, tmp_path):
+    assert run(["project", str(media_dir / "s1.jpg"), "--network", str(animation_pickle), *FAST,
+                "-o", str(tmp_path)]) == 0
+    latent = LookLatent.load(tmp_path / "look_latent.npz")
+    G = stylepuppet.load_generator(animation_pickle)
+    assert latent.latent.shape == (G.num_ws, G.w_dim) and latent.space == "w+" and not latent.noise
+    with Image.open(tmp_path / "look_reconstruction.png") as im:
+        assert im.size == (128, 64)

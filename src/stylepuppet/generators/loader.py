@@ -77,22 +77,23 @@ class GeneratorFormat:
     latents: Callable[[Any, str, int], LatentGenerator]  # (network, space, seed) -> the engine's view
 
 
-def _stylegan2_latents(G: Any, space: str, seed: int) -> LatentGenerator:
+def _stylegan_latents(G: Any, space: str, seed: int) -> LatentGenerator:
+    """StyleGAN2 and StyleGAN3 networks alike (same call shapes; StyleGAN3 has no noise buffers)."""
     return StyleGAN2Latents(G, space)
 
 
 #: Every generator format, in the order they are tried.
 FORMATS: tuple[GeneratorFormat, ...] = (
-    GeneratorFormat("NVIDIA network pickle", lambda f: f.is_pickle,
-                    lambda f, which: checkpoints.read_nvidia(f.path, which), _stylegan2_latents),
+    GeneratorFormat("NVIDIA network pickle", lambda f: f.is_pickle,  # StyleGAN2 or StyleGAN3
+                    lambda f, which: checkpoints.read_nvidia(f.path, which), _stylegan_latents),
     GeneratorFormat("stylepuppet safetensors", lambda f: checkpoints.is_ours(f.head, f.size),
-                    lambda f, which: checkpoints.read_ours(f.path), _stylegan2_latents),
+                    lambda f, which: checkpoints.read_ours(f.path), _stylegan_latents),
     GeneratorFormat("DCGAN-tutorial state dict", lambda f: f.is_torch and dcgan.is_dcgan_state_dict(f.torch_content),
                     lambda f, which: dcgan.dcgan_generator(f.torch_content),
                     lambda G, space, seed: DCGANLatents(G, seed=seed)),
     GeneratorFormat("rosinality StyleGAN2 checkpoint",
                     lambda f: f.is_torch and checkpoints.is_rosinality(f.torch_content),
-                    lambda f, which: checkpoints.read_rosinality(f.torch_content, f.path, which), _stylegan2_latents),
+                    lambda f, which: checkpoints.read_rosinality(f.torch_content, f.path, which), _stylegan_latents),
 )
 
 

@@ -4,7 +4,8 @@ Two search spaces: ``w`` (one 512-vector broadcast to every layer: ``num_ws = 1`
 what the generator can produce) and ``w+`` (one vector per layer: ``num_ws = G.num_ws``, more
 expressive, can leave the generator's manifold). The noise inputs are the generator's own
 ``noise_const`` buffers, rendered with ``noise_mode="const"``, so optimising or freezing them is
-optimising or freezing exactly what every render uses.
+optimising or freezing exactly what every render uses. Our StyleGAN3 generator has the same call
+shapes and no noise inputs, so it is seen through this class unchanged (no noise buffers to freeze).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from stylepuppet.generators import stylegan3
 from stylepuppet.generators.latent_stats import latent_stats
 from stylepuppet.generators.stylegan2 import Generator
 
@@ -33,7 +35,7 @@ class StyleGAN2Latents:
     supports_wplus = True
     ffhq_aligned = True
 
-    def __init__(self, G: Generator, space: str = "w+", stats: Any = None) -> None:
+    def __init__(self, G: Generator | stylegan3.Generator, space: str = "w+", stats: Any = None) -> None:
         if space not in SPACES:
             raise ValueError(f"space must be one of {SPACES}, got {space!r}")
         self.G = G.eval().requires_grad_(False)
