@@ -525,19 +525,24 @@ def apply_overrides(cfg: AnimateConfig, overrides: Mapping[str, Any]) -> Animate
     return dataclasses.replace(cfg, **top)
 
 
-def read_toml(path: str | Path) -> dict[str, Any]:
-    """Dotted-key settings from a TOML file (ConfigError if missing, unparsable or holding unknown keys)."""
+def load_toml(path: str | Path, what: str) -> dict[str, Any]:
+    """The table of the TOML file ``path`` (a ``what``: "config file", "batch file"); ConfigError saying what to
+    fix when it is missing, unreadable or not TOML."""
     path = Path(path)
     try:
         with path.open("rb") as fh:
-            table = tomllib.load(fh)
+            return tomllib.load(fh)
     except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
+        raise ConfigError(f"{what} not found: {path}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config file {path} is not valid TOML ({exc}); fix the syntax") from None
+        raise ConfigError(f"{what} {path} is not valid TOML ({exc}); fix the syntax") from None
     except OSError as exc:
-        raise ConfigError(f"cannot read config file {path} ({exc.strerror})") from None
-    return flatten_settings(table, str(path))
+        raise ConfigError(f"cannot read {what} {path} ({exc.strerror})") from None
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Dotted-key settings from a TOML file (ConfigError if missing, unparsable or holding unknown keys)."""
+    return flatten_settings(load_toml(path, "config file"), str(path))
 
 
 def resolve_config(preset_name: str | None = None, config_file: str | Path | None = None,

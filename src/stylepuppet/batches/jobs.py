@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import glob
 import hashlib
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
-from stylepuppet.config import AnimateConfig, apply_overrides, flatten_settings, resolve_config
+from stylepuppet.config import AnimateConfig, apply_overrides, flatten_settings, load_toml, resolve_config
 from stylepuppet.errors import ConfigError
 
 #: The keys a batch file may hold at its top level.
@@ -73,15 +72,7 @@ def _paths(value: Any, key: str, base: Path) -> list[Path]:
 def read_batch(path: str | Path) -> dict[str, Any]:
     """The batch file's table (ConfigError if missing, unparsable or holding unknown keys)."""
     path = Path(path)
-    try:
-        with path.open("rb") as fh:
-            table = tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"batch file not found: {path}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"batch file {path} is not valid TOML ({exc}); fix the syntax") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read batch file {path} ({exc.strerror})") from None
+    table = load_toml(path, "batch file")
     unknown = sorted(set(table) - set(TOP_KEYS))
     if unknown:
         raise ConfigError(f"unknown key {unknown[0]!r} in batch file {path}; valid keys: {', '.join(TOP_KEYS)} "
