@@ -80,14 +80,15 @@ def test_every_rendered_frame_uses_exactly_the_noise_at_the_end_of_the_look_proj
     assert all(np.array_equal(a, b) for a, b in zip(again.frames, animation.frames))
     assert all(torch.equal(seen[-1][k], first[k]) for k in first)
 
-def test_an_interrupted_run_with_prediction_and_early_stop_resumes_to_the_same_latents(media_dir, tmp_path,
-                                                                                      monkeypatch):
+def test_an_interrupted_run_with_prediction_early_stop_and_carried_moments_resumes_to_the_same_latents(
+        media_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("STYLEPUPPET_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr("stylepuppet.animation.render.VideoWriter", FrameSink)
     cfg = resolve_config("keep-identity", None, {
         "untrained": True, "look_loss": "msssim", "max_frames": 5, "subframes": 1, "schedule.steps_first": 4,
         "schedule.steps": 6, "schedule.predict": True, "schedule.lr": 0.01,
-        "schedule.early_stop_tol": 0.5, "schedule.early_stop_min": 2, "schedule.early_stop_every": 1})
+        "schedule.early_stop_tol": 0.5, "schedule.early_stop_min": 2, "schedule.early_stop_every": 1,
+        "schedule.carry_moments": True})
     inits: list[torch.Tensor | None] = []
     cut = {"at": -1}
     project = Projector.project

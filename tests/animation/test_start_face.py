@@ -14,6 +14,7 @@ from stylepuppet.animation import start_face
 from stylepuppet.animation.start_face import (
     CLEAREST_SHARE,
     MOUTH_RING_SCALES,
+    PRESENT_SHARE,
     STEADIEST_SHARE,
     best_candidates,
     calibrated_framing,
@@ -21,7 +22,9 @@ from stylepuppet.animation.start_face import (
     luminance_at,
     most_expressive_frame,
     mouth_clearance,
+    present_half,
     readout_spread,
+    rehearsal_frames,
     rehearsal_share,
     shape_distance,
 )
@@ -29,6 +32,7 @@ from stylepuppet.config import LandmarkConfig, LossWeights, Schedule, preset
 from stylepuppet.generators.loader import load_latent_generator
 from stylepuppet.images import to_unit
 from stylepuppet.landmarks.mesh import load_mesh
+from stylepuppet.landmarks.scheme import GROUPS
 from stylepuppet.optim.objective import LandmarkObjective
 from stylepuppet.optim.projector import Projector
 
@@ -167,7 +171,8 @@ def test_best_candidates_are_those_whose_shape_matches(models_dir: Path, monkeyp
     assert torch.equal(start, candidates[7:8])
 
 
-def test_a_face_reads_steadier_than_noise_and_only_steady_clear_mouthed_faces_compete(models_dir: Path) -> None:
+def test_a_face_reads_steadier_than_noise_and_only_steady_present_clear_mouthed_faces_compete(
+        models_dir: Path) -> None:
     G, mesh, obj = _dcgan_and_mesh(models_dir)
     rng = torch.Generator().manual_seed(0)
     candidates = G.candidate_latents(16, torch.Generator().manual_seed(5))
@@ -181,7 +186,7 @@ def test_a_face_reads_steadier_than_noise_and_only_steady_clear_mouthed_faces_co
     reference[:, 0] = torch.linspace(20, 44, mesh.num_points)
     reference[:, 1] = torch.linspace(20, 56, mesh.num_points) ** 1.1
     start = best_candidates(G, obj, reference, torch.tensor([[32.0, 38.0]]), torch.tensor([75.0]),
-                         torch.ones(mesh.num_points), count=16, seed=5)
+                            torch.ones(mesh.num_points), count=16, seed=5, presence=True)
     again = torch.Generator().manual_seed(5)
     candidates = G.candidate_latents(16, again)
     chosen = int(torch.nonzero((candidates == start).all(dim=-1).all(dim=-1))[0])
@@ -191,9 +196,30 @@ def test_a_face_reads_steadier_than_noise_and_only_steady_clear_mouthed_faces_co
                                       torch.ones(mesh.num_points))
     spreads = readout_spread(obj, images, c, s, again)
     steady = torch.argsort(spreads)[:round(STEADIEST_SHARE * 16)]
+    present = obj.presence(images, c, s)[steady]
+    steady = steady[torch.argsort(present, descending=True)[:round(PRESENT_SHARE * len(steady))]]
     clearance = mouth_clearance(images, points, mesh.groups)[steady]
     clearest = steady[torch.argsort(clearance, descending=True)[:round(CLEAREST_SHARE * len(steady))]]
     assert chosen in clearest.tolist()
+
+
+def test_the_presence_screen_keeps_the_steady_half_the_net_is_surest_of() -> None:
+    presence = torch.tensor([5.0, -1.0, 9.0, 0.0, 7.0, 3.0, 8.0, 2.0])
+    steady = torch.tensor([1, 3, 4, 5, 7, 0])  # 2 and 6 score highest but are not steady
+    assert present_half(steady, presence).tolist() == [4, 0, 5]
+    assert present_half(steady[:1], presence).tolist() == [1]  # never none
+
+
+def test_the_rehearsal_frames_are_the_most_expressive_and_the_widest_open_once_each() -> None:
+    rng = torch.Generator().manual_seed(2)
+    ref = torch.randn(68, 2, generator=rng) * 10
+    frames = ref.repeat(4, 1, 1)
+    frames[1, GROUPS["jaw"]] += torch.randn(len(GROUPS["jaw"]), 2, generator=rng) * 3  # a big change, mouth shut
+    frames[3, GROUPS["inner_lip"][6], 1] = ref[GROUPS["inner_lip"], 1].max() + 4.0  # widest open, a smaller change
+    weights = torch.ones(68)
+    assert most_expressive_frame(frames, 0, weights) == 1
+    assert rehearsal_frames(frames, 0, weights, GROUPS) == [1, 3]
+    assert rehearsal_frames(frames[[0, 3]], 0, weights, GROUPS) == [1]
 
 
 def test_most_expressive_frame_is_the_largest_change_of_shape_not_of_pose() -> None:
@@ -232,26 +258,39 @@ def test_a_rehearsal_tells_a_face_that_follows_from_one_that_cannot(models_dir: 
     assert stuck == pytest.approx(1.0)
 
 
-def test_the_start_face_is_the_candidate_whose_rehearsal_went_furthest(models_dir: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("lips", [False, True])
+def test_the_start_face_is_the_candidate_whose_rehearsal_went_furthest(models_dir: Path, monkeypatch,
+                                                                       lips: bool) -> None:
     G, mesh, obj = _dcgan_and_mesh(models_dir)
-    cfg = dataclasses.replace(preset("free"), start_candidates=32, start_rehearsal=3)  # 8 steady, 4 clear
+    cfg = dataclasses.replace(preset("free"), start_candidates=64, start_rehearsal=3,  # 16 steady, 8 present, 4 clear
+                              start_presence=True, start_rehearse_lips=lips)
     centre, side = np.array([[32.0, 36.0]]), np.array([60.0])
     with torch.no_grad():
         face = obj.points(to_unit(G.render(G.candidate_latents(1, torch.Generator().manual_seed(3)))),
                           torch.as_tensor(centre, dtype=torch.float32), torch.as_tensor(side, dtype=torch.float32))
     driver = face.numpy().repeat(3, axis=0)
     driver[2, mesh.groups["inner_lip"], 1] += 1.5
-    shares = iter([0.8, 0.3, 0.6])  # the second-best shape rehearses best
-    seen = []
+    lowest = mesh.groups["inner_lip"][int(np.argmax(driver[0, mesh.groups["inner_lip"], 1]))]
+    driver[1, lowest, 1] += 2.0  # the widest-open mouth, a smaller change of shape than frame 2's
+    shares = [0.8, 0.3, 0.6]  # the second-best shape rehearses best, on every frame it rehearses
+    frames: list[torch.Tensor] = []
+    seen: list[torch.Tensor] = []
+    scored_on: set[tuple[str, ...]] = set()
 
     def fake_share(generator, obj, projector, start, targets, seed):
-        seen.append(start)
-        return next(shares)
+        if not any(torch.equal(start, f) for f in seen):
+            seen.append(start)
+        scored_on.add(tuple(g for g, idx in obj.net.groups.items() if obj.point_weights[idx].sum() > 0))
+        if not any(torch.equal(targets.points, f) for f in frames):
+            frames.append(targets.points)
+        return shares[next(i for i, f in enumerate(seen) if torch.equal(start, f))]
 
     monkeypatch.setattr(start_face, "rehearsal_share", fake_share)
     face = choose_start_face(cfg, G, obj, driver, 0, centre, side, torch.device("cpu"))
     assert len(seen) == 3
     assert torch.equal(face.latent, seen[1][0])
+    assert scored_on == ({("outer_lip", "inner_lip")} if lips else {tuple(mesh.groups)})
+    assert len(frames) == (2 * 3 if lips else 3)  # lips: each face rehearses two driving frames
     with torch.no_grad():
         own = obj.points(to_unit(G.render(face.latent[None])), face.centre, face.side)[0]
     assert torch.allclose(face.points, own)

@@ -84,6 +84,24 @@ def test_saving_after_each_frame_costs_the_same_however_long_the_run(tmp_path, m
     again = RunState.load(tmp_path / "state.npz")
     assert again.done == 5 * CHUNK and again.terms["landmark"] == [float(i) for i in range(5 * CHUNK)]
 
+def test_adams_moments_are_saved_with_the_last_frame_and_read_back(tmp_path, monkeypatch):
+    monkeypatch.setattr("stylepuppet.animation.state.CHUNK", 2)
+    path = tmp_path / "state.npz"
+    state = RunState("abc", [], {}, {})
+    for i in range(3):
+        state.ws.append(torch.full((1, 4), float(i)))
+        state.moments = {"step": np.float32(8 * (i + 1)), "exp_avg": np.full((1, 1, 4), i, dtype="f4")}
+        state.save(path)
+    back = RunState.load(path)
+    assert back.done == 3 and float(back.moments["step"]) == 24
+    assert np.array_equal(back.moments["exp_avg"], state.moments["exp_avg"])
+    assert RunState.load(path).moments.keys() == {"step", "exp_avg"}
+    state.moments = {}
+    state.ws.append(torch.full((1, 4), 3.0))
+    state.save(path)
+    assert RunState.load(path).moments == {}  # a run without carried moments saves none
+
+
 def test_state_in_several_chunks_round_trips_and_a_short_chunk_ends_it(tmp_path, monkeypatch):
     path = tmp_path / "state.npz"
     _grow(path, 2 * CHUNK + 3, monkeypatch)

@@ -143,6 +143,25 @@ def test_resuming_from_a_saved_frame_gives_the_same_latents():
     assert torch.equal(r1.latent, whole[1].latent) and torch.equal(r2.latent, whole[2].latent)
 
 
+def test_carried_moments_continue_adam_from_frame_to_frame_and_resume_exactly():
+    schedule = Schedule(steps_first=20, steps=8, carry_moments=True)
+    gen, proj, targets = setup(schedule=schedule, frames=3, jitter=2)
+    whole = run(proj, targets)
+    assert float(proj.moments["step"]) == 20 + 8 + 8  # one Adam over the run, not a fresh one per frame
+    fresh = run(*setup(schedule=dataclasses.replace(schedule, carry_moments=False), frames=3, jitter=2)[1:])
+    assert torch.equal(fresh[0].latent, whole[0].latent)  # frame 0 has nothing to carry
+    assert not torch.equal(fresh[2].latent, whole[2].latent)
+    # a resumed run restores the latent and Adam's moments after frame 1 and computes frame 2 alike
+    gen2, proj2, targets2 = setup(schedule=schedule, frames=3, jitter=2)
+    run(proj2, targets2[:2])
+    gen3, proj3, _ = setup(schedule=schedule, frames=3, jitter=2)
+    with torch.no_grad():  # what a resumed run restores: the noise after frame 0
+        for k, v in gen3.noise_buffers().items():
+            v.copy_(gen.noise_buffers()[k])
+    proj3.moments = {k: v.clone() for k, v in proj2.moments.items()}
+    assert torch.equal(proj3.project(2, targets[2], whole[1].latent).latent, whole[2].latent)
+
+
 def test_smoothness_lowers_frame_to_frame_latent_change():
     def change(weight):
         weights = LossWeights(look=0.0, landmark=30.0, smoothness=weight, fidelity=0.0)

@@ -12,6 +12,11 @@ driver's motion. What decides whether the loss can then be trusted:
   smudges the net can read any shape into. Measured on 256 DigiFace DCGAN samples: dlib finds a
   face in 97% of the quarter with the steadiest mesh read-out over jittered framings, in 31% of the
   least steady quarter.
+* **A face, as the net sees it** (``start_presence``). Of the steady faces, only the half the net is
+  surest shows a face compete (its face-presence logit, where it gives one: the mesh does). On 512
+  DigiFace DCGAN samples dlib found a face in 31 / 80 / 95 / 99% of the quartiles of the mesh's
+  presence, lowest first; d11's start face without this screen, in the second quartile, was missed by
+  dlib at rest, and with it 40 of the run's 80 frames.
 * **A visible mouth.** Of the steady faces, only the half whose skin round the mouth is brightest
   relative to the cheeks compete (:func:`mouth_clearance`). A beard, a moustache or a shadow round
   the mouth hides its motion from a viewer, while the landmark net the loss is optimised against
@@ -22,7 +27,11 @@ driver's motion. What decides whether the loss can then be trusted:
   move a face's mouth: some faces follow their targets, others (glasses, a small pursed mouth) hardly
   move. The best few candidates each rehearse the driver's most expressive frame with the run's own
   objective and steps, and the one that covers the largest share of the way there (landmark loss
-  after / before, read over the objective's jittered and mirrored framings) starts the run.
+  after / before, read over the objective's jittered and mirrored framings) starts the run. With
+  ``start_rehearse_lips`` they rehearse the driver's widest-open mouth too, and the share is the
+  lips' alone, averaged over the two frames: scored on the whole face and on the most expressive
+  frame alone, d12's rehearsal chose a face that reached 18% of the way to the driver's widest
+  opening as the mesh read it, and dlib saw its mouth close.
 * **The framing.** Generators frame their faces their own way (a 64² DigiFace DCGAN draws faces
   about 20% larger than an FFHQ-aligned crop of the same size). The driver's framing would cut G's
   face too tight or too loose, and the landmark net reads a badly framed face poorly. So G's face is
@@ -33,6 +42,7 @@ driver's motion. What decides whether the loss can then be trusted:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,7 +51,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from stylepuppet.config import AnimateConfig
-from stylepuppet.face.motion import RIGID_GROUPS, apply_similarity, fit_similarity, relative_motion
+from stylepuppet.face.motion import RIGID_GROUPS, apply_similarity, fit_similarity, mouth_opening, relative_motion
 from stylepuppet.generators.interface import LatentGenerator
 from stylepuppet.images import to_unit
 from stylepuppet.landmarks.net import jittered_points
@@ -55,8 +65,12 @@ CALIBRATION_PASSES = 2
 STEADINESS_FRAMINGS = 4
 #: The share of candidates, the most steadily read, that compete on shape.
 STEADIEST_SHARE = 0.25
-#: The share of the steady candidates, those with the most visible mouths, that compete on shape.
+#: The share of the steady candidates, those the net is surest show a face, that compete on mouth and shape.
+PRESENT_SHARE = 0.5
+#: The share of those, the ones with the most visible mouths, that compete on shape.
 CLEAREST_SHARE = 0.5
+#: The landmark groups a rehearsal is scored on with ``start_rehearse_lips``.
+LIP_GROUPS = ("outer_lip", "inner_lip")
 #: The ring sampled round the mouth: the outer-lip contour scaled by these factors about its centre.
 MOUTH_RING_SCALES = (1.35, 1.6)
 #: The cheek samples: these fractions of the way from each mouth corner to the eye on its side.
@@ -136,12 +150,14 @@ def mouth_clearance(images01: Tensor, points: Tensor, groups: dict[str, np.ndarr
 
 @torch.no_grad()
 def best_candidates(generator: LatentGenerator, obj: LandmarkObjective, reference: Tensor, centre: Tensor,
-                 side: Tensor, rigid: Tensor, count: int, seed: int, batch: int = 32, keep: int = 1) -> Tensor:
+                    side: Tensor, rigid: Tensor, count: int, seed: int, batch: int = 32, keep: int = 1,
+                    presence: bool = False) -> Tensor:
     """The best ``keep`` of ``count`` random latents [keep, num_ws, dim], best first (see the module
-    docstring), drawn with ``seed``."""
+    docstring), drawn with ``seed``; ``presence``: screen the steady faces on the net's face-presence
+    logit (:func:`present_half`), where the net gives one."""
     rng = torch.Generator().manual_seed(seed)
     candidates = generator.candidate_latents(count, rng)
-    shapes, spreads, clearances = [], [], []
+    shapes, spreads, clearances, presences = [], [], [], []
     for i in range(0, count, batch):
         chunk = candidates[i:i + batch].to(centre.device)
         images = to_unit(generator.render(chunk, noise_mode="const"))
@@ -149,16 +165,34 @@ def best_candidates(generator: LatentGenerator, obj: LandmarkObjective, referenc
         shapes.append(shape_distance(points, reference, obj.point_weights))
         spreads.append(readout_spread(obj, images, c, s, rng))
         clearances.append(mouth_clearance(images, points, obj.net.groups))
+        if presence:
+            presences.append(obj.presence(images, c, s))
     shape, spread, clearance = torch.cat(shapes), torch.cat(spreads), torch.cat(clearances)
     steady = torch.argsort(spread)[:max(1, round(STEADIEST_SHARE * count))]
+    if presences and all(p is not None for p in presences):
+        steady = present_half(steady, torch.cat(presences))
     clear = steady[torch.argsort(clearance[steady], descending=True)[:max(1, round(CLEAREST_SHARE * len(steady)))]]
     best = clear[torch.argsort(shape[clear])[:keep]]
     return candidates[best].to(centre.device)
 
 
+def present_half(steady: Tensor, presence: Tensor) -> Tensor:
+    """Of the candidate indices ``steady`` [K], the :data:`PRESENT_SHARE` (at least one) with the highest
+    face-presence logit (``presence`` [N] over all candidates), highest first."""
+    keep = max(1, round(PRESENT_SHARE * len(steady)))
+    return steady[torch.argsort(presence[steady], descending=True)[:keep]]
+
+
 def most_expressive_frame(driver: Tensor, ref: int, weights: Tensor) -> int:
     """The index of the driving frame (points [T, P, 2]) whose shape differs most from frame ``ref``'s."""
     return int(torch.argmax(shape_distance(driver, driver[ref], weights)))
+
+
+def rehearsal_frames(driver: Tensor, ref: int, weights: Tensor, groups: dict[str, np.ndarray]) -> list[int]:
+    """The driving frames a start face rehearses: the most expressive (:func:`most_expressive_frame`) and
+    the one with the widest-open mouth (inner-lip height over the eyes' distance), once if they coincide."""
+    widest = int(np.argmax(mouth_opening(driver.cpu().numpy(), groups)))
+    return list(dict.fromkeys([most_expressive_frame(driver, ref, weights), widest]))
 
 
 def rehearsal_share(generator: LatentGenerator, obj: LandmarkObjective, projector: Projector, start: Tensor,
@@ -205,24 +239,33 @@ def choose_start_face(cfg: AnimateConfig, generator: LatentGenerator, obj: Landm
         latents = generator.mean_latent().to(device).reshape(1, 1, -1).expand(1, generator.num_ws, -1)
     else:
         latents = best_candidates(generator, obj, ref_points, c, s, rigid, cfg.start_candidates, cfg.seed,
-                                  keep=max(1, cfg.start_rehearsal))
+                                  keep=max(1, cfg.start_rehearsal), presence=cfg.start_presence)
     with torch.no_grad():
         images = to_unit(generator.render(latents, noise_mode="const"))
     bc, bs, base = calibrated_framing(obj, images, ref_points, c, s, rigid)
     best = 0
     if len(latents) > 1:
         driver_t = torch.as_tensor(driver, dtype=torch.float32, device=device)
-        frame = most_expressive_frame(driver_t, ref, obj.point_weights)
+        if cfg.start_rehearse_lips:
+            frames = rehearsal_frames(driver_t, ref, obj.point_weights, obj.net.groups)
+            lips = {g: float(g in LIP_GROUPS) for g in cfg.landmarks.groups}
+            scorer = LandmarkObjective(obj.net, dataclasses.replace(cfg.landmarks, groups=lips, rest=0.0),
+                                       device=device)
+        else:
+            frames, scorer = [most_expressive_frame(driver_t, ref, obj.point_weights)], obj
         shares = []
         for k in tqdm(range(len(latents)), unit="face", disable=not progress, desc="rehearse start faces",
                       leave=False):
-            goal = relative_motion(driver[[ref, frame]], base[k].cpu().numpy(), 0, groups=obj.net.groups,
-                                   strength=cfg.landmarks.strength)[1]
-            targets = obj.targets_from_points(torch.as_tensor(goal[None], dtype=torch.float32, device=device),
-                                              bc[k:k + 1], bs[k:k + 1])
-            projector = Projector(generator, obj, cfg.loss, cfg.schedule, seed=cfg.seed, anchor=latents[k],
-                                  device=device)
-            shares.append(rehearsal_share(generator, obj, projector, latents[k:k + 1], targets, cfg.seed))
+            share = 0.0
+            for frame in frames:
+                goal = relative_motion(driver[[ref, frame]], base[k].cpu().numpy(), 0, groups=obj.net.groups,
+                                       strength=cfg.landmarks.strength)[1]
+                targets = obj.targets_from_points(torch.as_tensor(goal[None], dtype=torch.float32, device=device),
+                                                  bc[k:k + 1], bs[k:k + 1])
+                projector = Projector(generator, obj, cfg.loss, cfg.schedule, seed=cfg.seed, anchor=latents[k],
+                                      device=device)
+                share += rehearsal_share(generator, scorer, projector, latents[k:k + 1], targets, cfg.seed)
+            shares.append(share / len(frames))
         best = int(np.argmin(shares))
     start = None if cfg.start_candidates == 0 else latents[best]
     return StartFace(start, bc[best:best + 1], bs[best:best + 1], base[best])

@@ -81,6 +81,9 @@ class RunState:
     ws: list[torch.Tensor]
     terms: dict[str, list[float]]
     noise: dict[str, np.ndarray]
+    #: Adam's state of the latent after the last frame done (``schedule.carry_moments``; empty otherwise),
+    #: saved with the chunk holding that frame so a resumed run continues exactly.
+    moments: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     _saved_frames: int = dataclasses.field(default=0, repr=False, compare=False)
     _saved_noise: dict | None = dataclasses.field(default=None, repr=False, compare=False)
 
@@ -104,6 +107,8 @@ class RunState:
             chunk = {"fingerprint": np.array(self.fingerprint), "ws": torch.stack(self.ws[lo:hi]).numpy()}
             for name, values in self.terms.items():
                 chunk[f"loss/{name}"] = np.asarray(values[lo:hi], dtype=np.float64)
+            if hi == self.done:
+                chunk.update({f"moments/{k}": v for k, v in self.moments.items()})
             atomic.save_npz(folder / f"{c:06d}.npz", **chunk)
         self._saved_frames = self.done
 
@@ -116,6 +121,7 @@ class RunState:
             size = int(z["chunk"])
         ws: list[torch.Tensor] = []
         terms: dict[str, list[float]] = {}
+        moments: dict[str, np.ndarray] = {}
         folder = chunk_folder(path)
         while (folder / f"{len(ws) // size:06d}.npz").is_file() and len(ws) % size == 0:
             with np.load(folder / f"{len(ws) // size:06d}.npz") as z:
@@ -125,7 +131,8 @@ class RunState:
                     if k.startswith("loss/"):
                         terms.setdefault(k.split("/", 1)[1], []).extend(z[k].tolist())
                 ws.extend(torch.from_numpy(w.copy()) for w in z["ws"])
-        return cls(fp, ws, terms, noise, len(ws), noise)
+                moments = {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("moments/")}
+        return cls(fp, ws, terms, noise, moments, len(ws), noise)
 
     @staticmethod
     def remove(path: Path) -> None:

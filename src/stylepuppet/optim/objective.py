@@ -94,6 +94,12 @@ class LandmarkObjective:
         return read_points(self.net, images01, centre, side)
 
     @torch.no_grad()
+    def presence(self, images01: Tensor, centre: Tensor, side: Tensor) -> Tensor | None:
+        """The net's face-presence logit [N] of images [N, 3, R, R] in [0, 1] framed at (centre, side), or
+        None for a net that gives none (FAN)."""
+        return getattr(self.net(crop_square(images01, centre, side, int(self.net.input_size))), "presence", None)
+
+    @torch.no_grad()
     def heatmaps(self, images01: Tensor, centre: Tensor, side: Tensor) -> Tensor:
         """The net's heat maps of images [N, 3, R, R] in [0, 1] framed at (centre, side)."""
         out = self.net(crop_square(images01, centre, side, int(self.net.input_size)))

@@ -137,6 +137,8 @@ class Projector:
             for net in self._networks():
                 net.to(memory_format=torch.channels_last)
         self._autocast = cuda and schedule.cuda_autocast == "bf16"
+        #: Adam's state of the latent after the last frame (``schedule.carry_moments``).
+        self.moments: dict[str, Tensor] | None = None
         self._loss = torch.compile(self._step_loss) if cuda and schedule.cuda_compile else self._step_loss
 
     def _networks(self) -> list[nn.Module]:
@@ -226,6 +228,8 @@ class Projector:
         for buf in noise.values():  # start from the generator's own noise (a fixed random draw already)
             buf.requires_grad_(True)
         optimizer = torch.optim.Adam([w, *noise.values()], lr=schedule.lr, betas=(0.9, 0.999))
+        if schedule.carry_moments and self.moments is not None and not first:
+            optimizer.state[w] = {k: v.clone() for k, v in self.moments.items()}
         history = torch.empty(steps, device=self.device) if not first and schedule.early_stop_tol > 0 else None
         done = 0
         try:
@@ -255,5 +259,7 @@ class Projector:
         finally:
             for buf in noise.values():
                 buf.requires_grad_(False)
+        if schedule.carry_moments and optimizer.state[w]:
+            self.moments = {k: v.detach().clone() for k, v in optimizer.state[w].items()}
         latent = w.detach()
         return FrameResult(latent[0].cpu().clone(), self.evaluate(latent, targets, prev_w), done)
