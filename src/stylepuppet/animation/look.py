@@ -141,10 +141,18 @@ def look_face(look: Path, cfg: AnimateConfig, generator: LatentGenerator) -> Loo
     """The look image framed the way ``generator`` frames faces (NoFaceError if it shows none)."""
     image = load_image(look)
     size = generator.img_resolution
-    face = detect_image(image, make_detector(cfg.track.detector), what=f"the look image {look}")
+    points = look_points(image, make_detector(cfg.track.detector), f"the look image {look}")
     layout = face_layout(generator, cfg.track.detector)
-    quad = ffhq_quad(face.points) if layout is None else layout_quad(face.points, layout, size)
-    return LookFace(align_crop(image, quad, size).image, to_aligned(face.points, quad, size), quad)
+    quad = ffhq_quad(points) if layout is None else layout_quad(points, layout, size)
+    return LookFace(align_crop(image, quad, size).image, to_aligned(points, quad, size), quad)
+
+
+def look_points(image: np.ndarray, detector: LandmarkDetector, what: str) -> np.ndarray:
+    """The 68 points [68, 2] of the look's largest face in its own pixels, found at :data:`DETECT_SIZE` at
+    least: a small look (a 64² face the DCGAN drew) is upscaled for the detector, which misses small faces."""
+    big = upscale(image, DETECT_SIZE)
+    scale = np.array([big.shape[1] / image.shape[1], big.shape[0] / image.shape[0]])
+    return (detect_image(big, detector, what=what).points + 0.5) / scale - 0.5
 
 
 # ---------------------------------------------------------------------------------------------- projection
