@@ -199,10 +199,11 @@ class TrackConfig:
 class AnimateConfig:
     """Everything that decides the result of ``stylepuppet animate`` (see the module docstring).
 
-    ``start_candidates`` (free mode): frame 0 starts from the best of this many random latents, the
+    ``start_candidates``: in free mode frame 0 starts from the best of this many random latents, the
     face whose neutral shape is nearest the driver's reference frame (:mod:`stylepuppet.animation.start_face`),
-    and the fidelity term pulls towards it; 0 starts from the generator's mean latent. Keep-identity
-    mode always starts from the mean latent, as the look term pulls towards the look.
+    and the fidelity term pulls towards it; in keep-identity mode the look's projection starts from the
+    candidate nearest the look (look and identity terms; :mod:`stylepuppet.animation.look`). 0 starts from
+    the generator's mean latent.
     ``start_rehearsal`` (free mode, with candidates): this many of the best candidates each rehearse
     the driver's most expressive frame (as many steps as a later frame gets), and the one that covers
     the largest share of its way there starts the run; 0 or 1: the best candidate starts, unrehearsed.
@@ -248,8 +249,8 @@ class AnimateConfig:
                                          help="Picture of --paste-back: look (the look image, keep-identity's default) "
                                               "or driving (the driving video's frames).")
     start_candidates: int = _spec(0, lo=0, hi=4096, flag="start-candidates",
-                                  help="Free mode: start from the best of N random faces (0: the generator's mean "
-                                       "face).")
+                                  help="Start from the best of N random faces: nearest the driver's neutral face "
+                                       "(free) or the look (its projection); 0: the generator's mean face.")
     start_rehearsal: int = _spec(0, lo=0, hi=64, flag="start-rehearsal",
                                  help="Free mode: the best N start faces rehearse the driver's most expressive frame; "
                                       "the one that follows furthest starts (0 or 1: no rehearsal).")

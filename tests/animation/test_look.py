@@ -85,6 +85,18 @@ def test_a_look_is_framed_the_way_the_dcgan_frames_faces(cache, dcgan, models_di
                        framed.points, atol=1e-6)
 
 
+def test_a_small_look_is_found_and_framed_as_its_upscaled_copy(cache, dcgan, models_dir, tmp_path) -> None:
+    image = sample(load_generator(models_dir / "digiface_dcgan64_G.pt"), 0, class_label(0, None))
+    small, large = tmp_path / "small.png", tmp_path / "large.png"
+    Image.fromarray(image).save(small)  # 64²: too small for dlib's detector as it is
+    Image.fromarray(image).resize((256, 256), Image.Resampling.BICUBIC).save(large)
+    assert not DlibDetector().detect(load_image(small))
+    cfg = preset("keep-identity")
+    framed, reference = look_face(small, cfg, dcgan), look_face(large, cfg, dcgan)
+    assert framed.image.shape == (64, 64, 3)
+    assert np.allclose(framed.quad, (reference.quad + 0.5) / 4 - 0.5, atol=1e-6)
+
+
 LATENT = torch.randn(1, 8, generator=torch.Generator().manual_seed(0))
 
 

@@ -9,8 +9,8 @@
    similarity that fits its rigid points (eyes, nose) onto the layout's. Either way what aligned the look
    is a quad in the look image's pixels (:mod:`stylepuppet.face.align`), kept as ``look_quad``.
 2. **Projection** (:func:`project_look`): the look alone — look term, identity term, the pull to the
-   generator's mean latent — for ``steps_first`` steps, noise buffers included, from the mean latent or
-   the best of ``start_candidates`` random faces. Frame 0 then starts at the look's latent, and the
+   start — for ``steps_first`` steps, noise buffers included, from the mean latent or the best of
+   ``start_candidates`` random faces. Frame 0 then starts at the look's latent, and the
    fidelity term pulls every frame towards it. The reconstruction's identity distance tells up front
    whether the generator can draw this face at all (:data:`LOOK_DISTANCE_LIMIT`).
 """
@@ -141,10 +141,18 @@ def look_face(look: Path, cfg: AnimateConfig, generator: LatentGenerator) -> Loo
     """The look image framed the way ``generator`` frames faces (NoFaceError if it shows none)."""
     image = load_image(look)
     size = generator.img_resolution
-    face = detect_image(image, make_detector(cfg.track.detector), what=f"the look image {look}")
+    points = look_points(image, make_detector(cfg.track.detector), f"the look image {look}")
     layout = face_layout(generator, cfg.track.detector)
-    quad = ffhq_quad(face.points) if layout is None else layout_quad(face.points, layout, size)
-    return LookFace(align_crop(image, quad, size).image, to_aligned(face.points, quad, size), quad)
+    quad = ffhq_quad(points) if layout is None else layout_quad(points, layout, size)
+    return LookFace(align_crop(image, quad, size).image, to_aligned(points, quad, size), quad)
+
+
+def look_points(image: np.ndarray, detector: LandmarkDetector, what: str) -> np.ndarray:
+    """The 68 points [68, 2] of the look's largest face in its own pixels, found at :data:`DETECT_SIZE` at
+    least: a small look (a 64² face the DCGAN drew) is upscaled for the detector, which misses small faces."""
+    big = upscale(image, DETECT_SIZE)
+    scale = np.array([big.shape[1] / image.shape[1], big.shape[0] / image.shape[0]])
+    return (detect_image(big, detector, what=what).points + 0.5) / scale - 0.5
 
 
 # ---------------------------------------------------------------------------------------------- projection
@@ -236,12 +244,10 @@ def project_look(cfg: AnimateConfig, nets: Networks, obj: LandmarkObjective, loo
     identity = None if chip is None or nets.identity is None else IdentityObjective.of_face(nets.identity, image01,
                                                                                            chip, cfg.seed)
     look_target = None if nets.look is None else nets.look.prepare(to_tensor(look.image, device))
-    # the look alone: no landmark or smoothness term; the fidelity term pulls towards the generator's mean
+    # the look alone: no landmark or smoothness term
     loss = dataclasses.replace(cfg.loss, landmark=0.0, smoothness=0.0)
-    projector = Projector(generator, None, loss, cfg.schedule, look=nets.look, look_target=look_target,
-                          identity=identity, seed=cfg.seed, device=device)
     targets = FrameTargets(centre, side, face68=chip)
-    init = None
+    start = None
     if cfg.start_candidates > 0:
         def score(images: Tensor) -> Tensor:
             total = torch.zeros(images.shape[0], device=device)
@@ -250,8 +256,12 @@ def project_look(cfg: AnimateConfig, nets: Networks, obj: LandmarkObjective, loo
             if identity is not None and chip is not None and loss.identity > 0:
                 total = total + loss.identity * identity(images, chip)
             return total
-        init = best_look_start(generator, score, cfg.start_candidates, cfg.seed, device)
-    result = projector.project(0, targets, init=init, first=True, on_step=on_step)
+        start = best_look_start(generator, score, cfg.start_candidates, cfg.seed, device)
+    # the fidelity term pulls towards the start: the generator's mean latent (a trained mean face), or the best
+    # candidate (a DCGAN's "mean" latent is one arbitrary face: a pull there only drags the look elsewhere)
+    projector = Projector(generator, None, loss, cfg.schedule, look=nets.look, look_target=look_target,
+                          identity=identity, seed=cfg.seed, anchor=start, device=device)
+    result = projector.project(0, targets, first=True, on_step=on_step)
     figures = {k: v for k, v in result.terms.items() if k in ("look", "identity")}
     if identity is not None and chip is not None and "identity" not in figures:  # measured even when not weighed
         with torch.no_grad():
