@@ -46,7 +46,7 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def server(tmp_path_factory):
+def server(tmp_path_factory, media_dir):
     """`stylepuppet ui` on a free port, with an empty weights cache (so it offers the offline networks)."""
     root = tmp_path_factory.mktemp("ui")
     port = free_port()
@@ -54,7 +54,8 @@ def server(tmp_path_factory):
            "GRADIO_ANALYTICS_ENABLED": "False"}
     log = (root / "server.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "stylepuppet", "ui", "--port", str(port), "--runs",
-                             str(root / "runs")], env=env, stdout=log, stderr=subprocess.STDOUT)
+                             str(root / "runs"), "--samples", str(media_dir.parent)], env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 240
     while True:
