@@ -50,8 +50,15 @@ def test_fast_preset_is_the_seed_objective_on_a_faster_schedule():
     seed, fast = preset("seed"), preset("fast")
     assert (fast.loss, fast.landmarks, fast.space, fast.track) == (seed.loss, seed.landmarks, seed.space, seed.track)
     assert fast.schedule.predict and fast.schedule.steps < seed.schedule.steps
+    assert (seed.schedule.optimizer, fast.schedule.optimizer) == ("adam", "lbfgs")
+    assert fast.landmarks.jitter_count == 0 and fast.schedule.w_noise == 0  # one deterministic objective per frame
     assert not seed.schedule.predict and seed.schedule.early_stop_tol == 0
     assert seed.latent_smooth == 0 < fast.latent_smooth  # the original renders each frame's latent as found
+
+
+def test_lbfgs_and_carried_adam_moments_are_one_clear_error():
+    with pytest.raises(ConfigError, match="schedule.carry_moments: .* turn one of them off"):
+        resolve_config("fast", None, {"schedule.carry_moments": True})
 
 
 @pytest.mark.parametrize(("key", "value", "message"), [

@@ -154,6 +154,11 @@ class Schedule:
     * ``carry_moments``: each frame's Adam starts with the moments (and step count) the previous frame's
       Adam ended with, instead of afresh. A fresh Adam's first bias-corrected steps move every coordinate
       by about the learning rate whatever the gradient, which throws a frame that starts near its answer off.
+    * ``optimizer = "lbfgs"``: later frames take quasi-Newton steps (:mod:`stylepuppet.optim.lbfgs`) with
+      the curvature learnt on the frames before, and ``steps`` counts evaluations (one forward + backward
+      each, an Adam step's cost). Each frame's framing jitter is drawn once, so its objective is
+      deterministic, as a line search needs. Frame 0 stays Adam (it also optimises the noise), and the
+      learning rate, w-noise, early stopping and ``carry_moments`` are Adam's (frame 0's only, here).
     * ``early_stop_tol`` > 0: a later frame stops once its loss has stopped improving: every
       ``early_stop_every`` steps (the only time the loop reads a value back from the device), from
       ``early_stop_min`` steps on, the mean loss of the last ``early_stop_every`` steps is compared
@@ -174,6 +179,7 @@ class Schedule:
     w_noise_ramp: float = _spec(0.75, above=0, hi=1)
     predict: bool = False
     carry_moments: bool = False
+    optimizer: Literal["adam", "lbfgs"] = "adam"
     early_stop_tol: float = _spec(0.0, lo=0, hi=1)
     early_stop_min: int = _spec(10, lo=2)
     early_stop_every: int = _spec(5, lo=1)
@@ -285,6 +291,10 @@ class AnimateConfig:
             names = ", ".join(f"loss.{name}" for name in steering)
             raise ConfigError(f"{names} are all 0: nothing steers the first frame, so there is nothing to optimise; "
                               "set --lambda-landmark above 0")
+        if self.schedule.optimizer == "lbfgs" and self.schedule.carry_moments:
+            raise ConfigError("schedule.carry_moments: Adam's moments are carried only between Adam frames, and with "
+                              "schedule.optimizer = 'lbfgs' only frame 0 is one (L-BFGS carries its own curvature); "
+                              "turn one of them off")
         if self.paste_into is not None and not self.paste_back:
             raise ConfigError(f"paste_into: {self.paste_into!r} is the picture of paste-back; turn it on too "
                               "(--paste-back)")
@@ -439,7 +449,8 @@ def preset(name: str) -> AnimateConfig:
         # (without it, 15 steps per frame gave 19–40% more output jitter than the seed).
         seed = preset("seed")
         return dataclasses.replace(seed, preset=name, latent_smooth=1.0,
-                                   schedule=Schedule(steps_first=200, steps=13, lr=0.03, w_noise=0.0, predict=True))
+                                   schedule=Schedule(steps_first=150, steps=5, lr=0.03, w_noise=0.0, predict=True,
+                                                     optimizer="lbfgs"))
     # Our presets use the relative coordinate loss. Its λ is set so that a one-heat-map-pixel error
     # (1/64 of the face crop) costs about what it costs in the original's heat-map loss with λ 0.1
     # (≈ 5 per point-group sum): 5 / (1/64) ≈ 300. Smoothed track, framing jitter.

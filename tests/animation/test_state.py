@@ -90,16 +90,16 @@ def test_adams_moments_are_saved_with_the_last_frame_and_read_back(tmp_path, mon
     state = RunState("abc", [], {}, {})
     for i in range(3):
         state.ws.append(torch.full((1, 4), float(i)))
-        state.moments = {"step": np.float32(8 * (i + 1)), "exp_avg": np.full((1, 1, 4), i, dtype="f4")}
+        state.carried = {"step": np.float32(8 * (i + 1)), "exp_avg": np.full((1, 1, 4), i, dtype="f4")}
         state.save(path)
     back = RunState.load(path)
-    assert back.done == 3 and float(back.moments["step"]) == 24
-    assert np.array_equal(back.moments["exp_avg"], state.moments["exp_avg"])
-    assert RunState.load(path).moments.keys() == {"step", "exp_avg"}
-    state.moments = {}
+    assert back.done == 3 and float(back.carried["step"]) == 24
+    assert np.array_equal(back.carried["exp_avg"], state.carried["exp_avg"])
+    assert RunState.load(path).carried.keys() == {"step", "exp_avg"}
+    state.carried = {}
     state.ws.append(torch.full((1, 4), 3.0))
     state.save(path)
-    assert RunState.load(path).moments == {}  # a run without carried moments saves none
+    assert RunState.load(path).carried == {}  # a run without carried moments saves none
 
 
 def test_state_in_several_chunks_round_trips_and_a_short_chunk_ends_it(tmp_path, monkeypatch):

@@ -250,8 +250,8 @@ def _animate(cfg: AnimateConfig, driving: Path, folder: RunFolder, look_path: Pa
                           identity=identity, seed=cfg.seed, anchor=anchor, device=device)
     if state.done > 0:
         restore_noise(gen, state.noise)
-    if state.moments:
-        projector.moments = {k: torch.from_numpy(v).to(device) for k, v in state.moments.items()}
+    if state.carried:
+        projector.carried = {k: torch.from_numpy(v).to(device) for k, v in state.carried.items()}
 
     frames = (aligned_frames(driving, targets.quads[state.done:], gen.img_resolution, start=cfg.start + state.done)
               if cfg.landmarks.form == "heatmap" else None)
@@ -280,8 +280,8 @@ def _animate(cfg: AnimateConfig, driving: Path, folder: RunFolder, look_path: Pa
             noise = snapshot_noise(gen) if i == 0 else state.noise
             _check_frame(i, result.latent, result.terms, noise)
             state.ws.append(result.latent)
-            if projector.moments is not None:
-                state.moments = {k: v.cpu().numpy() for k, v in projector.moments.items()}
+            if projector.carried is not None:
+                state.carried = {k: v.cpu().numpy() for k, v in projector.carried.items()}
             for name in TERM_NAMES:
                 state.terms.setdefault(name, []).append(result.terms.get(name, float("nan")))
             state.noise = noise

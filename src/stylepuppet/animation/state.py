@@ -81,9 +81,10 @@ class RunState:
     ws: list[torch.Tensor]
     terms: dict[str, list[float]]
     noise: dict[str, np.ndarray]
-    #: Adam's state of the latent after the last frame done (``schedule.carry_moments``; empty otherwise),
-    #: saved with the chunk holding that frame so a resumed run continues exactly.
-    moments: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    #: The optimiser's state after the last frame done (Adam's moments with ``schedule.carry_moments``,
+    #: L-BFGS's curvature pairs; empty otherwise), saved with the chunk holding that frame so a resumed run
+    #: continues exactly.
+    carried: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     _saved_frames: int = dataclasses.field(default=0, repr=False, compare=False)
     _saved_noise: dict | None = dataclasses.field(default=None, repr=False, compare=False)
 
@@ -108,7 +109,7 @@ class RunState:
             for name, values in self.terms.items():
                 chunk[f"loss/{name}"] = np.asarray(values[lo:hi], dtype=np.float64)
             if hi == self.done:
-                chunk.update({f"moments/{k}": v for k, v in self.moments.items()})
+                chunk.update({f"carried/{k}": v for k, v in self.carried.items()})
             atomic.save_npz(folder / f"{c:06d}.npz", **chunk)
         self._saved_frames = self.done
 
@@ -121,7 +122,7 @@ class RunState:
             size = int(z["chunk"])
         ws: list[torch.Tensor] = []
         terms: dict[str, list[float]] = {}
-        moments: dict[str, np.ndarray] = {}
+        carried: dict[str, np.ndarray] = {}
         folder = chunk_folder(path)
         while (folder / f"{len(ws) // size:06d}.npz").is_file() and len(ws) % size == 0:
             with np.load(folder / f"{len(ws) // size:06d}.npz") as z:
@@ -131,8 +132,8 @@ class RunState:
                     if k.startswith("loss/"):
                         terms.setdefault(k.split("/", 1)[1], []).extend(z[k].tolist())
                 ws.extend(torch.from_numpy(w.copy()) for w in z["ws"])
-                moments = {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("moments/")}
-        return cls(fp, ws, terms, noise, moments, len(ws), noise)
+                carried = {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("carried/")}
+        return cls(fp, ws, terms, noise, carried, len(ws), noise)
 
     @staticmethod
     def remove(path: Path) -> None:

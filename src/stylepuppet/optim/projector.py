@@ -7,8 +7,10 @@ the optimisation starts from the generator's own noise buffers (already a fixed 
 a target rendered by the same generator is exactly reachable. After frame 0 the noise is frozen,
 and every later frame — and every rendered frame — uses exactly that noise. Later frames start
 from the previous frame's latent (or, with ``schedule.predict``, from the linear prediction of the
-last two) and run ``steps`` steps, or fewer with early stopping. Each frame gets a fresh Adam and its
-own learning-rate ramp-up / cosine ramp-down and fading w-noise over its own step count.
+last two) and run ``steps`` steps, or fewer with early stopping. Each frame gets a fresh Adam (or the
+moments the last frame's Adam ended with) and its own learning-rate ramp-up / cosine ramp-down and fading
+w-noise over its own step count; with ``schedule.optimizer = "lbfgs"`` later frames take ``steps``
+evaluations of quasi-Newton steps instead, with curvature pairs carried from frame to frame.
 
 Determinism: all randomness of frame ``i`` (w-noise, framing jitter) comes from a
 ``torch.Generator`` seeded from ``(seed, i)``, drawn on the CPU, so a resumed run computes exactly
@@ -30,8 +32,9 @@ import torch
 from torch import Tensor, nn
 
 from stylepuppet.config import LossWeights, Schedule
+from stylepuppet.devices import keep_freed_memory
 from stylepuppet.generators.interface import LatentGenerator
-from stylepuppet.optim import losses
+from stylepuppet.optim import lbfgs, losses
 from stylepuppet.optim.objective import FrameTargets, IdentityObjective, LandmarkObjective
 from stylepuppet.perceptual.look import LookMetric
 
@@ -125,6 +128,8 @@ class Projector:
         self.schedule = schedule
         self.seed = seed
         self.device = torch.device(device)
+        if self.device.type == "cpu":  # every step frees its graph: keep those pages for the next step
+            keep_freed_memory()
         # Frame 0 starts here and the fidelity term pulls here: the generator's mean latent, or a chosen
         # ``anchor`` [num_ws or 1, dim] (the best of many random faces in free mode, the projected look in
         # keep-identity mode).
@@ -137,8 +142,9 @@ class Projector:
             for net in self._networks():
                 net.to(memory_format=torch.channels_last)
         self._autocast = cuda and schedule.cuda_autocast == "bf16"
-        #: Adam's state of the latent after the last frame (``schedule.carry_moments``).
-        self.moments: dict[str, Tensor] | None = None
+        #: The optimiser's state the next frame starts from: Adam's moments of the latent
+        #: (``schedule.carry_moments``) or L-BFGS's curvature pairs (``schedule.optimizer = "lbfgs"``).
+        self.carried: dict[str, Tensor] | None = None
         self._loss = torch.compile(self._step_loss) if cuda and schedule.cuda_compile else self._step_loss
 
     def _networks(self) -> list[nn.Module]:
@@ -223,13 +229,15 @@ class Projector:
             start = prev_w
         else:
             start = self.mean.expand(self.shape)
+        if not first and schedule.optimizer == "lbfgs":
+            return self._project_lbfgs(index, targets, prev_w, start, steps, on_step, report_every)
         w = start.detach().clone().requires_grad_(True)
         noise = self.G.noise_buffers() if first else {}
         for buf in noise.values():  # start from the generator's own noise (a fixed random draw already)
             buf.requires_grad_(True)
         optimizer = torch.optim.Adam([w, *noise.values()], lr=schedule.lr, betas=(0.9, 0.999))
-        if schedule.carry_moments and self.moments is not None and not first:
-            optimizer.state[w] = {k: v.clone() for k, v in self.moments.items()}
+        if schedule.carry_moments and self.carried is not None and not first:
+            optimizer.state[w] = {k: v.clone() for k, v in self.carried.items()}
         history = torch.empty(steps, device=self.device) if not first and schedule.early_stop_tol > 0 else None
         done = 0
         try:
@@ -260,6 +268,33 @@ class Projector:
             for buf in noise.values():
                 buf.requires_grad_(False)
         if schedule.carry_moments and optimizer.state[w]:
-            self.moments = {k: v.detach().clone() for k, v in optimizer.state[w].items()}
+            self.carried = {k: v.detach().clone() for k, v in optimizer.state[w].items()}
         latent = w.detach()
         return FrameResult(latent[0].cpu().clone(), self.evaluate(latent, targets, prev_w), done)
+
+    def _project_lbfgs(self, index: int, targets: FrameTargets, prev_w: Tensor | None, start: Tensor, steps: int,
+                       on_step: StepCallback | None, report_every: int) -> FrameResult:
+        """A later frame by L-BFGS: ``steps`` evaluations from ``start``, the pairs carried in ``self.carried``."""
+
+        def objective(x: Tensor) -> lbfgs.Evaluation:
+            x = x.detach().requires_grad_(True)
+            # the same framing jitter at every evaluation: one deterministic objective for the line search
+            terms, loss = self._loss(x, x, targets, prev_w, frame_generator(self.seed, index), {})
+            (grad,) = torch.autograd.grad(loss, x)
+            terms["total"] = loss
+            return lbfgs.Evaluation(x.detach(), float(loss.detach()), grad, terms)
+
+        def report(used: int, ev: lbfgs.Evaluation) -> None:
+            if on_step is not None and (used % report_every == 0 or used >= steps):
+                on_step(used, steps, {k: float(v.detach()) for k, v in ev.terms.items()})
+
+        empty = start.new_zeros((0, *start.shape))
+        carried = self.carried or {}
+        s, y = carried.get("s", empty), carried.get("y", empty)
+        best, s, y, used = lbfgs.minimise(objective, start, steps, s, y, constrain=self.G.constrain, on_step=report)
+        self.carried = {"s": s, "y": y}
+        # without framing jitter the last evaluation was already at the plain framing: no extra forward pass
+        plain = self.identity is None and (self.landmark is None or self.landmark.jitter_count == 0)
+        terms = ({k: float(v.detach()) for k, v in best.terms.items()} if plain
+                 else self.evaluate(best.x, targets, prev_w))
+        return FrameResult(best.x[0].cpu().clone(), terms, used)
