@@ -257,6 +257,8 @@ def choose_start_face(cfg: AnimateConfig, generator: LatentGenerator, obj: Landm
                                        device=device)
         else:
             frames, scorer = [most_expressive_frame(driver_t, ref, obj.point_weights)], obj
+        schedule = (cfg.schedule if cfg.start_rehearsal_steps is None
+                    else dataclasses.replace(cfg.schedule, steps=cfg.start_rehearsal_steps))
         shares = []
         for k in tqdm(range(len(latents)), unit="face", disable=not progress, desc="rehearse start faces",
                       leave=False):
@@ -266,7 +268,7 @@ def choose_start_face(cfg: AnimateConfig, generator: LatentGenerator, obj: Landm
                                        strength=cfg.landmarks.strength)[1]
                 targets = obj.targets_from_points(torch.as_tensor(goal[None], dtype=torch.float32, device=device),
                                                   bc[k:k + 1], bs[k:k + 1])
-                projector = Projector(generator, obj, cfg.loss, cfg.schedule, seed=cfg.seed, anchor=latents[k],
+                projector = Projector(generator, obj, cfg.loss, schedule, seed=cfg.seed, anchor=latents[k],
                                       device=device)
                 share += rehearsal_share(generator, scorer, projector, latents[k:k + 1], targets, cfg.seed)
             shares.append(share / len(frames))
