@@ -489,6 +489,9 @@ def preset(name: str) -> AnimateConfig:
         # latent filter is σ 0.75, not 0.5, which took it below free's. Tried and dropped on d3's first 40
         # frames: carrying Adam's moments across frames (correlation 0.80, jitter +43 %), two jittered
         # framings instead of four (a step 28 % cheaper, but correlation −0.04 and jitter +29 % at 20 steps).
+        # Measured against free (same start face, frames' wall time; docs/performance.md): d3 80 frames 2.83×
+        # (CPU 2.59×), dlib 0.851 vs 0.812, jitter 0.0125 vs 0.0155; d3 40 frames 2.50×, 0.928 vs 0.830,
+        # 0.0120 vs 0.0132; d0 40 frames 2.60×, 0.690 vs −0.294, 0.0096 vs 0.0098 (both under d0's random walks).
         free = preset("free")
         return dataclasses.replace(free, preset=name, latent_smooth=0.75, start_rehearsal_steps=free.schedule.steps,
                                    schedule=dataclasses.replace(free.schedule, steps=15, predict=True))
