@@ -49,7 +49,7 @@ FRAMES, QUICK_FRAMES = 80, 40
 LEAST_SPEEDUP = 2.0
 MOST_CORRELATION_LOSS = 0.03
 REFERENCE = "free"
-FAST = "free-fast" if "free-fast" in PRESETS else "free"
+FAST = "free-fast"
 #: The start-face stages of :attr:`~stylepuppet.animation.run.AnimateResult.stage_seconds`.
 START_STAGES = ("start_scoring", "start_rehearsal")
 
