@@ -491,7 +491,8 @@ def preset(name: str) -> AnimateConfig:
         # framings instead of four (a step 28 % cheaper, but correlation −0.04 and jitter +29 % at 20 steps).
         # Measured against free (same start face, frames' wall time; docs/performance.md): d3 80 frames 2.83×
         # (CPU 2.59×), dlib 0.851 vs 0.812, jitter 0.0125 vs 0.0155; d3 40 frames 2.50×, 0.928 vs 0.830,
-        # 0.0120 vs 0.0132; d0 40 frames 2.60×, 0.690 vs −0.294, 0.0096 vs 0.0098 (both under d0's random walks).
+        # 0.0120 vs 0.0132; d0 40 frames 2.60×, 0.690 vs −0.294, 0.0096 vs 0.0098 (both under d0's random walks);
+        # d0 seed 1, 40 frames: 2.49×, 0.937 vs 0.974 (0.007 past the issue's 0.03), 0.0092 vs 0.0103.
         free = preset("free")
         return dataclasses.replace(free, preset=name, latent_smooth=0.75, start_rehearsal_steps=free.schedule.steps,
                                    schedule=dataclasses.replace(free.schedule, steps=15, predict=True))
