@@ -102,19 +102,20 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def settings_name(overrides: dict[str, Any]) -> str:
-    """The folder name of a setting: ``free``, or ``free`` + the overrides (hashed when long)."""
+def settings_name(overrides: dict[str, Any], preset: str = "free") -> str:
+    """The folder name of a setting: the preset's name, or it + the overrides (hashed when long)."""
     if not overrides:
-        return "free"
+        return preset
     text = "_".join(f"{k}={v}" for k, v in sorted(overrides.items())).replace("/", "-").replace(" ", "")
-    return f"free_{text}" if len(text) <= 80 else f"free_{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+    return f"{preset}_{text}" if len(text) <= 80 else f"{preset}_{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
 
-def run_config(clip: str, seed: int, frames: int, overrides: dict[str, Any], models: Path):
+def run_config(clip: str, seed: int, frames: int, overrides: dict[str, Any], models: Path, preset: str = "free"):
+    """The config of one run: ``preset`` on the DCGAN + mesh in ``models``, ``frames`` frames, start ``seed``."""
     base = {"network": str(models / "digiface_dcgan64_G.pt"), "landmarks.net": "mesh",
             "landmarks.weights": str(models / "face_landmark.tflite"), "subframes": 1, "max_frames": frames,
             "seed": seed}
-    return resolve_config("free", None, {**base, **overrides})
+    return resolve_config(preset, None, {**base, **overrides})
 
 
 def _init_worker() -> None:
@@ -171,11 +172,13 @@ def chain(out: Path, driving: Path, cfg, evaluation) -> dict[str, Any]:
     return {"links": links, "series": [np.asarray(x, dtype=float).tolist() for x in series]}
 
 
-def run_one(clip: str, seed: int, frames: int, overrides: dict[str, Any], folder: str, want_chain: bool) -> dict:
-    """Animate (or resume) one run, judge it and return its figures (cached in the run folder)."""
+def run_one(clip: str, seed: int, frames: int, overrides: dict[str, Any], folder: str, want_chain: bool,
+            preset: str = "free", restart: bool = False) -> dict:
+    """Animate (or resume; ``restart``: redo) one run, judge it and return its figures (cached in the run
+    folder). The figures keep the run's wall time by stage and its steps (whole only if not resumed)."""
     out = Path(folder)
     driving = SHARED / "media" / f"{clip}.mp4"
-    cfg = run_config(clip, seed, frames, overrides, SHARED / "models")
+    cfg = run_config(clip, seed, frames, overrides, SHARED / "models", preset)
     cached = out / FIGURES
     config_text = cfg.to_json()
     figures = None
@@ -189,15 +192,20 @@ def run_one(clip: str, seed: int, frames: int, overrides: dict[str, Any], folder
         if want_chain:
             figures["chain"] = json.loads((out / CHAIN).read_text())
         return figures
+    load_before = os.getloadavg()
     began = time.perf_counter()
-    result = animate(cfg, driving, out, progress=False)
+    result = animate(cfg, driving, out, restart=restart, progress=False)
     seconds = time.perf_counter() - began
+    load_after = os.getloadavg()
     evaluation = evaluate_output(out, driving, walks=WALKS)
     drv, opt = evaluation.driver_ratio, evaluation.output_ratio
     dist = evaluation.identity_distance[np.isfinite(evaluation.identity_distance)]
     figures = {
         "clip": clip, "seed": seed, "frames": evaluation.frames, "config": config_text,
         "settings": overrides, "animate_seconds": seconds, "resumed_from": result.resumed_from,
+        "stage_seconds": result.stages.wall, "stage_cpu_seconds": result.stages.cpu, "steps": result.steps,
+        "load_before": load_before,
+        "load_after": load_after, "torch": torch.__version__,
         "correlation": evaluation.correlation, "walk_median": evaluation.walk_median,
         "walk_p95": evaluation.walk_p95, "driver_amplitude": _std(drv), "output_amplitude": _std(opt),
         "missed": evaluation.output.missed, "driver_missed": evaluation.driver.missed,

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -42,7 +43,7 @@ def test_our_presets():
 
 def test_unknown_preset():
     with pytest.raises(ConfigError, match="unknown preset 'fastest'; choose one of: seed, fast, keep-identity, free, "
-                                          "quick"):
+                                          "free-fast, quick"):
         resolve_config("fastest")
 
 
@@ -59,6 +60,18 @@ def test_fast_preset_is_the_seed_objective_on_a_faster_schedule():
 def test_lbfgs_and_carried_adam_moments_are_one_clear_error():
     with pytest.raises(ConfigError, match="schedule.carry_moments: .* turn one of them off"):
         resolve_config("fast", None, {"schedule.carry_moments": True})
+
+
+def test_free_fast_preset_is_free_with_fewer_predicted_later_steps_and_a_wider_latent_filter():
+    """Only the later frames' schedule and the filter that evens out their shorter optimisation change: the
+    objective, the start face's choice and frame 0 stay free's (bench_real_convergence.py compares the two)."""
+    free, fast = preset("free"), preset("free-fast")
+    assert dataclasses.replace(fast.schedule, steps=free.schedule.steps, predict=free.schedule.predict) == free.schedule
+    assert (fast.schedule.steps, fast.schedule.predict) == (15, True) and not free.schedule.predict
+    assert dataclasses.replace(fast, preset="free", schedule=free.schedule, latent_smooth=free.latent_smooth,
+                               start_rehearsal_steps=None) == free
+    assert fast.start_rehearsal_steps == free.schedule.steps  # free's start face: rehearsed as long as free's
+    assert free.latent_smooth < fast.latent_smooth == 0.75
 
 
 @pytest.mark.parametrize(("key", "value", "message"), [

@@ -121,3 +121,20 @@ def test_an_interrupted_run_with_prediction_early_stop_and_carried_moments_resum
     assert resumed.resumed_from == 3
     with np.load(tmp_path / "cut" / "latents.npz") as z:
         assert np.array_equal(z["ws"], whole)
+
+
+def test_a_run_times_its_stages_and_counts_its_steps(media_dir, tmp_path, monkeypatch):
+    """The start face's choice is a fixed cost a benchmark reports apart from the frames: it is timed inside the
+    preparation, and the frames' steps are counted as they ran."""
+    monkeypatch.setenv("STYLEPUPPET_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr("stylepuppet.animation.render.VideoWriter", FrameSink)
+    cfg = resolve_config("free", None, {"untrained": True, "max_frames": 3, "subframes": 1, "start_candidates": 8,
+                                        "start_rehearsal": 2, "schedule.steps_first": 2, "schedule.steps": 3})
+    with pytest.warns(UserWarning, match="UNTRAINED"):
+        result = animate(cfg, media_dir / "d0.mp4", tmp_path / "run", progress=False)
+    assert result.steps == 2 + 2 * 3
+    for seconds in (result.stages.wall, result.stages.cpu):
+        assert set(seconds) == {"prepare", "start_scoring", "start_rehearsal", "frames", "outputs"}
+        assert all(v > 0 for v in seconds.values())
+        assert seconds["start_scoring"] + seconds["start_rehearsal"] <= seconds["prepare"]
+    assert sum(result.stages.wall[k] for k in ("prepare", "frames", "outputs")) <= result.seconds

@@ -258,12 +258,12 @@ def test_a_rehearsal_tells_a_face_that_follows_from_one_that_cannot(models_dir: 
     assert stuck == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("lips", [False, True])
-def test_the_start_face_is_the_candidate_whose_rehearsal_went_furthest(models_dir: Path, monkeypatch,
-                                                                       lips: bool) -> None:
+@pytest.mark.parametrize(("lips", "rehearsal_steps"), [(False, None), (True, None), (False, 7)])
+def test_the_start_face_is_the_candidate_whose_rehearsal_went_furthest(models_dir: Path, monkeypatch, lips: bool,
+                                                                       rehearsal_steps: int | None) -> None:
     G, mesh, obj = _dcgan_and_mesh(models_dir)
     cfg = dataclasses.replace(preset("free"), start_candidates=64, start_rehearsal=3,  # 16 steady, 8 present, 4 clear
-                              start_presence=True, start_rehearse_lips=lips)
+                              start_presence=True, start_rehearse_lips=lips, start_rehearsal_steps=rehearsal_steps)
     centre, side = np.array([[32.0, 36.0]]), np.array([60.0])
     with torch.no_grad():
         face = obj.points(to_unit(G.render(G.candidate_latents(1, torch.Generator().manual_seed(3)))),
@@ -276,8 +276,10 @@ def test_the_start_face_is_the_candidate_whose_rehearsal_went_furthest(models_di
     frames: list[torch.Tensor] = []
     seen: list[torch.Tensor] = []
     scored_on: set[tuple[str, ...]] = set()
+    rehearsed: set[int] = set()
 
     def fake_share(generator, obj, projector, start, targets, seed):
+        rehearsed.add(projector.schedule.steps)
         if not any(torch.equal(start, f) for f in seen):
             seen.append(start)
         scored_on.add(tuple(g for g, idx in obj.net.groups.items() if obj.point_weights[idx].sum() > 0))
@@ -291,6 +293,7 @@ def test_the_start_face_is_the_candidate_whose_rehearsal_went_furthest(models_di
     assert torch.equal(face.latent, seen[1][0])
     assert scored_on == ({("outer_lip", "inner_lip")} if lips else {tuple(mesh.groups)})
     assert len(frames) == (2 * 3 if lips else 3)  # lips: each face rehearses two driving frames
+    assert rehearsed == {rehearsal_steps or cfg.schedule.steps}  # a later frame's steps unless told otherwise
     with torch.no_grad():
         own = obj.points(to_unit(G.render(face.latent[None])), face.centre, face.side)[0]
     assert torch.allclose(face.points, own)

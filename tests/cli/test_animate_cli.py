@@ -242,7 +242,7 @@ def test_an_unknown_preset_is_a_usage_error_naming_the_presets(media_dir, tmp_pa
     code = run(["animate", "--mode", "free", "--driving", str(media_dir / "d0.mp4"), "--preset", "fastest",
                 "-o", str(tmp_path)])
     err = capsys.readouterr().err
-    assert code == 2 and "'fastest' is not one of 'seed', 'fast', 'keep-identity', 'free', 'quick'" in err
+    assert code == 2 and "'fastest' is not one of 'seed', 'fast', 'keep-identity', 'free', 'free-fast', 'quick'" in err
 
 
 def test_bad_config_file(cache, media_dir, tmp_path, capsys):

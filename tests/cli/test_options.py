@@ -31,7 +31,7 @@ def test_every_flag_of_a_setting_is_an_option_with_the_settings_choices():
         assert f"[{key}]" in options[flag].help
         if typing.get_origin(tp) is typing.Literal:
             assert tuple(options[flag].type.choices) == typing.get_args(tp), flag
-    assert tuple(options["preset"].type.choices) == ("seed", "fast", "keep-identity", "free", "quick")
+    assert tuple(options["preset"].type.choices) == ("seed", "fast", "keep-identity", "free", "free-fast", "quick")
 
 
 def test_options_become_the_settings_they_name():

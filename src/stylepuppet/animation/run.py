@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +54,7 @@ from stylepuppet.face.track import FaceTrack, aligned_frames
 from stylepuppet.images import to_tensor, to_unit
 from stylepuppet.optim.objective import IdentityObjective, LandmarkObjective
 from stylepuppet.optim.projector import Projector, predicted_start
+from stylepuppet.timing import StageClock, now
 from stylepuppet.video import content_digest, load_image, open_frames
 
 #: The loss terms recorded per frame (NaN where a term was not computed).
@@ -63,7 +64,13 @@ TERM_NAMES = ("total", "landmark", "look", "smoothness", "fidelity", "identity")
 @dataclass(frozen=True)
 class AnimateResult:
     """What a run produced and how it went: the output folder, the frames animated (``resumed_from`` of them
-    done before this call), the wall time, each loss term's mean over the frames, the untrained stand-ins."""
+    done before this call), the wall time, each loss term's mean over the frames, the untrained stand-ins.
+
+    ``stages``: this call's wall and CPU seconds by stage, so a fixed cost can be told from the per-frame
+    one: ``prepare`` (networks, track, targets, the look's projection; within it, in free mode,
+    ``start_scoring`` and ``start_rehearsal``: the start face's choice), ``frames`` (the frames'
+    optimisation) and ``outputs``. ``steps``: the optimisation steps this call's frames ran (fewer than
+    scheduled with early stopping)."""
 
     out: Path
     frames: int
@@ -71,6 +78,8 @@ class AnimateResult:
     seconds: float
     mean_terms: dict[str, float]
     untrained: tuple[str, ...]
+    stages: StageClock = field(default_factory=StageClock)
+    steps: int = 0
 
     def summary(self) -> str:
         terms = ", ".join(f"{k} {v:.4g}" for k, v in self.mean_terms.items())
@@ -215,6 +224,7 @@ def _animate(cfg: AnimateConfig, driving: Path, folder: RunFolder, look_path: Pa
         folder.commit()
     resumed_from = state.done
     began = time.perf_counter()
+    clock, mark = StageClock(), now()
 
     nets = load_networks(cfg)
     gen = nets.generator
@@ -226,7 +236,7 @@ def _animate(cfg: AnimateConfig, driving: Path, folder: RunFolder, look_path: Pa
     else:
         framed = look_face(look_path, cfg, gen) if look_path is not None else None
         face = face_track(cfg, driving, out, track_path, not fresh, progress)
-        targets = build_targets(cfg, nets, obj, face, driving, framed, device, progress)
+        targets = build_targets(cfg, nets, obj, face, driving, framed, device, progress, clock)
         pending = (face if track_path is None else None, targets)
         if not fresh:
             _commit(folder, *pending, fresh, track_path)
@@ -255,6 +265,8 @@ def _animate(cfg: AnimateConfig, driving: Path, folder: RunFolder, look_path: Pa
 
     frames = (aligned_frames(driving, targets.quads[state.done:], gen.img_resolution, start=cfg.start + state.done)
               if cfg.landmarks.form == "heatmap" else None)
+    mark = clock.record("prepare", mark)
+    steps = 0
     bar = tqdm(total=t_count, initial=state.done, unit="frame", disable=not progress, desc="animate")
     try:
         for i in range(state.done, t_count):
@@ -279,6 +291,7 @@ def _animate(cfg: AnimateConfig, driving: Path, folder: RunFolder, look_path: Pa
                                        on_step=report if progress else None)
             noise = snapshot_noise(gen) if i == 0 else state.noise
             _check_frame(i, result.latent, result.terms, noise)
+            steps += result.steps
             state.ws.append(result.latent)
             if projector.carried is not None:
                 state.carried = {k: v.cpu().numpy() for k, v in projector.carried.items()}
@@ -295,10 +308,13 @@ def _animate(cfg: AnimateConfig, driving: Path, folder: RunFolder, look_path: Pa
         bar.close()
         if frames is not None:
             frames.close()
+    mark = clock.record("frames", mark)
 
     shown = np.unique(np.concatenate([np.asarray(v, dtype=np.int64) for v in obj.net.groups.values()]))
     write_outputs(out, FinishedRun(cfg, driving, look_path, gen,
                                    smooth_latents(torch.stack(state.ws), cfg.latent_smooth, gen), state, targets,
                                    shown, bool(nets.untrained), device))
     means = {k: float(np.nanmean(v)) for k, v in state.terms.items() if np.isfinite(np.asarray(v)).any()}
-    return AnimateResult(out, t_count, resumed_from, time.perf_counter() - began, means, tuple(nets.untrained))
+    clock.record("outputs", mark)
+    return AnimateResult(out, t_count, resumed_from, time.perf_counter() - began, means, tuple(nets.untrained), clock,
+                         steps)

@@ -58,6 +58,7 @@ from stylepuppet.landmarks.net import jittered_points
 from stylepuppet.landmarks.scheme import eye_centres
 from stylepuppet.optim.objective import FrameTargets, LandmarkObjective
 from stylepuppet.optim.projector import Projector
+from stylepuppet.timing import StageClock, now
 
 #: Read-outs of the face's points when calibrating its framing (the first at the driver's framing).
 CALIBRATION_PASSES = 2
@@ -222,13 +223,15 @@ class StartFace:
 
 def choose_start_face(cfg: AnimateConfig, generator: LatentGenerator, obj: LandmarkObjective, driver: np.ndarray,
                       ref: int, centre: np.ndarray, side: np.ndarray, device: torch.device,
-                      progress: bool = False) -> StartFace:
+                      progress: bool = False, clock: StageClock | None = None) -> StartFace:
     """Free mode's start face (see the module docstring): the best of ``cfg.start_candidates`` random faces,
     the best ``cfg.start_rehearsal`` of them rehearsed; the mean latent without candidates.
 
     ``driver``: the driver's points [T, P, 2], framed at its reference frame ``ref``'s ``centre`` [1, 2] /
-    ``side`` [1].
+    ``side`` [1]. ``clock``: receives the candidates' scoring (``start_scoring``) and the rehearsals
+    (``start_rehearsal``), a fixed cost of the run that benchmarks report apart from the frames.
     """
+    began = now()
     ref_points = torch.as_tensor(driver[ref], dtype=torch.float32, device=device)
     c = torch.as_tensor(centre, dtype=torch.float32, device=device)
     s = torch.as_tensor(side, dtype=torch.float32, device=device)
@@ -243,6 +246,7 @@ def choose_start_face(cfg: AnimateConfig, generator: LatentGenerator, obj: Landm
     with torch.no_grad():
         images = to_unit(generator.render(latents, noise_mode="const"))
     bc, bs, base = calibrated_framing(obj, images, ref_points, c, s, rigid)
+    scored = clock.record("start_scoring", began) if clock is not None else began
     best = 0
     if len(latents) > 1:
         driver_t = torch.as_tensor(driver, dtype=torch.float32, device=device)
@@ -253,6 +257,8 @@ def choose_start_face(cfg: AnimateConfig, generator: LatentGenerator, obj: Landm
                                        device=device)
         else:
             frames, scorer = [most_expressive_frame(driver_t, ref, obj.point_weights)], obj
+        schedule = (cfg.schedule if cfg.start_rehearsal_steps is None
+                    else dataclasses.replace(cfg.schedule, steps=cfg.start_rehearsal_steps))
         shares = []
         for k in tqdm(range(len(latents)), unit="face", disable=not progress, desc="rehearse start faces",
                       leave=False):
@@ -262,10 +268,12 @@ def choose_start_face(cfg: AnimateConfig, generator: LatentGenerator, obj: Landm
                                        strength=cfg.landmarks.strength)[1]
                 targets = obj.targets_from_points(torch.as_tensor(goal[None], dtype=torch.float32, device=device),
                                                   bc[k:k + 1], bs[k:k + 1])
-                projector = Projector(generator, obj, cfg.loss, cfg.schedule, seed=cfg.seed, anchor=latents[k],
+                projector = Projector(generator, obj, cfg.loss, schedule, seed=cfg.seed, anchor=latents[k],
                                       device=device)
                 share += rehearsal_share(generator, scorer, projector, latents[k:k + 1], targets, cfg.seed)
             shares.append(share / len(frames))
         best = int(np.argmin(shares))
+    if clock is not None:
+        clock.record("start_rehearsal", scored)
     start = None if cfg.start_candidates == 0 else latents[best]
     return StartFace(start, bc[best:best + 1], bs[best:best + 1], base[best])

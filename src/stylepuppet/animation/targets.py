@@ -36,6 +36,7 @@ from stylepuppet.landmarks.framing import box_from_points
 from stylepuppet.landmarks.net import LandmarkNet, jittered_points
 from stylepuppet.landmarks.scheme import GROUPS
 from stylepuppet.optim.objective import LandmarkObjective
+from stylepuppet.timing import StageClock
 
 #: Least size the driving frames are aligned at for reading their landmarks (relative form). A small
 #: generator's size would blur the driver's face before the net sees it.
@@ -142,8 +143,10 @@ def square_quads(quads: np.ndarray, size: int, linear: np.ndarray, shift: np.nda
 
 
 def build_targets(cfg: AnimateConfig, nets: Networks, obj: LandmarkObjective, track: FaceTrack, driving: Path,
-                  look: LookFace | None, device: torch.device, progress: bool = False) -> Targets:
-    """Stage 2 (see the module docstring). ``look``: the framed look (keep-identity mode).
+                  look: LookFace | None, device: torch.device, progress: bool = False,
+                  clock: StageClock | None = None) -> Targets:
+    """Stage 2 (see the module docstring). ``look``: the framed look (keep-identity mode); ``clock``: receives
+    the start face's stages (:func:`~stylepuppet.animation.start_face.choose_start_face`).
 
     For paste-back it also records where G's output lies in the full pictures: in each driving frame (the
     driver's smoothed quads, and in the relative form the map from the base face onto the driver's reference
@@ -177,7 +180,7 @@ def build_targets(cfg: AnimateConfig, nets: Networks, obj: LandmarkObjective, tr
             base_centre, base_side = look_centre.cpu().numpy(), look_side.cpu().numpy()
         else:  # free: the generator's start face (rendered before any noise is optimised)
             face = choose_start_face(cfg, nets.generator, obj, driver, ref, centres[ref:ref + 1], sides[ref:ref + 1],
-                                     device, progress)
+                                     device, progress, clock)
             start_latent = face.latent
             base_centre, base_side, base_points = face.centre.cpu().numpy(), face.side.cpu().numpy(), face.points[None]
         points = relative_motion(driver, base_points[0].cpu().numpy(), ref, groups=groups,
