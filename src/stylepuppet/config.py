@@ -445,12 +445,13 @@ def preset(name: str) -> AnimateConfig:
             track=TrackConfig(smooth=0.0),
         )
     if name == "fast":
-        # The seed's objective with a faster schedule and the latent filter (benchmarks/bench_convergence.py:
-        # at equal or lower landmark loss and output jitter). Frame 0 runs 200 steps; later frames start
-        # from the linear prediction and run 13; Adam at 0.03 without w-noise: at 0.1, its first steps move
-        # every coordinate by about 0.1 whatever the gradient, throwing a frame that starts near its answer
-        # far off. Few steps leave each frame's own error in its latent; the filter (σ 1) averages it out
-        # (without it, 15 steps per frame gave 19–40% more output jitter than the seed).
+        # The seed's objective with a faster schedule and the latent filter (benchmarks/bench_convergence.py, at equal
+        # or lower landmark loss and output jitter: 7.1x on 48 frames, 5.6x on 24; docs/performance.md). Frame 0 runs
+        # 150 Adam steps at 0.03 without w-noise (100 steps, or lr 0.1, missed the seed's loss). Later frames start from
+        # the linear prediction and take L-BFGS steps, 5 forward + backward passes, with the curvature carried from
+        # frame to frame: a fresh optimiser per frame (Adam or L-BFGS) spends its first steps finding the scale. The
+        # objective has no framing jitter or w-noise, so each frame's is deterministic, as the line search needs. Few
+        # passes leave each frame its own error; the filter (sigma 1) averages it out.
         seed = preset("seed")
         return dataclasses.replace(seed, preset=name, latent_smooth=1.0,
                                    schedule=Schedule(steps_first=150, steps=5, lr=0.03, w_noise=0.0, predict=True,
