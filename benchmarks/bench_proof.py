@@ -1,4 +1,4 @@
-"""The proof on real faces as one table: free mode on seven driving clips, judged by dlib (issue 13).
+"""The proof on real faces as one table: free or keep-identity mode on seven clips, judged by dlib (issues 12, 13).
 
 Free preset, the 64² DigiFace DCGAN with the MediaPipe mesh loss, the first 80 frames of each of the
 seven clips in ``../shared/media`` (d0, d3, d11, d12, d13, d18, d20) at start seed 0, plus d0 and d3
@@ -14,6 +14,12 @@ processes of one torch thread each. Each run is judged with the project's dlib e
 * landmark jitter of the output and the driver, and their ratio;
 * identity drift (dlib descriptor distance to the first frame), median / max.
 
+``--looks 0,1,7`` runs keep-identity mode instead (issue 12): each clip animates each of those looks,
+faces the DCGAN drew from those seeds, saved as 256² PNG images (images to the engine, never latents),
+with the offline keep-identity settings (:data:`KEEP_IDENTITY`, those of the CI proof); the table adds
+dlib's distance of every output frame to the look (median, share past 0.6) and the look's own
+reconstruction distance after its projection (the identity net's, as ``stylepuppet project`` reports).
+
 ``--chain`` adds where the mouth amplitude goes, link by link, all in one unit (inner-lip height over
 the inter-ocular distance, :func:`stylepuppet.face.motion.mouth_opening`): the driver read by dlib →
 the driver read by the mesh as the targets are built (mean over jittered framings) → the same smoothed
@@ -26,6 +32,8 @@ with the previous link.
     python benchmarks/bench_proof.py --quick              # 40 frames
     python benchmarks/bench_proof.py --clips d0,d3 --seeds 0,1,2 --set loss.fidelity=0.5 --chain
     python benchmarks/bench_proof.py --json proof.json
+    python benchmarks/bench_proof.py --looks 0,1,7 --clips d0,d3    # keep-identity, three looks
+    python benchmarks/bench_proof.py --looks 0 --set loss.identity=0  # the same without the identity term
 """
 
 from __future__ import annotations
@@ -46,24 +54,29 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
+import stylepuppet
 from stylepuppet.animation.networks import load_networks
+from stylepuppet.animation.outputs import LOOK_FIGURES
 from stylepuppet.animation.render import smooth_latents
 from stylepuppet.animation.run import animate
 from stylepuppet.animation.state import STATE, TARGETS, RunState
 from stylepuppet.animation.targets import READ_FRAMINGS, READ_SCALE, READ_SHIFT, Targets, _framing, driver_points
 from stylepuppet.config import config_from_dict, resolve_config
-from stylepuppet.evaluation.measures import pearson
+from stylepuppet.evaluation.measures import SAME_PERSON_DISTANCE, pearson
 from stylepuppet.evaluation.report import evaluate_output
 from stylepuppet.face.align import to_aligned
 from stylepuppet.face.motion import mouth_opening
 from stylepuppet.face.smoothing import gaussian_smooth
 from stylepuppet.face.track import FaceTrack
+from stylepuppet.generators.sampling import class_label, sample
 from stylepuppet.images import to_unit
 from stylepuppet.landmarks.framing import box_from_points
 from stylepuppet.landmarks.net import jittered_points
 from stylepuppet.landmarks.scheme import GROUPS
 from stylepuppet.optim.objective import LandmarkObjective
+from stylepuppet.video import write_png
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -78,9 +91,17 @@ LEAST_CORRELATION = 0.7
 LEAST_AMPLITUDE = 0.5
 LEAST_FOUND = 0.95
 MOST_JITTER = 1.5
+MOST_LOOK_MEDIAN, MOST_LOOK_OVER = 0.45, 0.05
 #: What a run's figures are cached under in its folder (recomputed when absent).
 FIGURES = "proof.json"
 CHAIN = "chain.json"
+#: keep-identity on the DCGAN + mesh (over the keep-identity preset): one latent for all layers, the
+#: weights-free look loss, the identity term, a landmark weight at which the mouth moves against the look
+#: term's pull (300, the preset's, kept it shut), the look projected from the best of 64 random faces
+KEEP_IDENTITY = {"space": "w", "look_loss": "msssim", "loss.landmark": 1500.0, "loss.identity": 1.0,
+                 "start_candidates": 64, "schedule.steps_first": 150, "schedule.steps": 30,
+                 "landmarks.jitter_count": 1}
+LOOK_SIZE = 256
 LINKS = ("driver dlib", "driver mesh", "smoothed", "targets", "output mesh", "filtered", "output dlib")
 
 
@@ -111,11 +132,22 @@ def settings_name(overrides: dict[str, Any], preset: str = "free") -> str:
 
 
 def run_config(clip: str, seed: int, frames: int, overrides: dict[str, Any], models: Path, preset: str = "free"):
-    """The config of one run: ``preset`` on the DCGAN + mesh in ``models``, ``frames`` frames, start ``seed``."""
+    """The config of one run: ``preset`` on the DCGAN + mesh in ``models``, ``frames`` frames, start ``seed``
+    (the keep-identity preset with :data:`KEEP_IDENTITY`); ``overrides`` over it."""
     base = {"network": str(models / "digiface_dcgan64_G.pt"), "landmarks.net": "mesh",
             "landmarks.weights": str(models / "face_landmark.tflite"), "subframes": 1, "max_frames": frames,
-            "seed": seed}
+            "seed": seed, **(KEEP_IDENTITY if preset == "keep-identity" else {})}
     return resolve_config(preset, None, {**base, **overrides})
+
+
+def render_look(seed: int, folder: Path, models: Path) -> Path:
+    """The DCGAN's face of ``seed`` as a user would bring it: a PNG at ``LOOK_SIZE``² (made once)."""
+    path = folder / f"look{seed}.png"
+    if not path.is_file():
+        generator = stylepuppet.load_generator(str(models / "digiface_dcgan64_G.pt"))
+        face = Image.fromarray(sample(generator, seed, class_label(int(generator.c_dim), None)))
+        write_png(path, np.asarray(face.resize((LOOK_SIZE, LOOK_SIZE), Image.BICUBIC)))
+    return path
 
 
 def _init_worker() -> None:
@@ -173,12 +205,13 @@ def chain(out: Path, driving: Path, cfg, evaluation) -> dict[str, Any]:
 
 
 def run_one(clip: str, seed: int, frames: int, overrides: dict[str, Any], folder: str, want_chain: bool,
-            preset: str = "free", restart: bool = False) -> dict:
+            preset: str = "free", restart: bool = False, look: str | None = None) -> dict:
     """Animate (or resume; ``restart``: redo) one run, judge it and return its figures (cached in the run
-    folder). The figures keep the run's wall time by stage and its steps (whole only if not resumed)."""
+    folder). With a ``look`` image the run is keep-identity (its preset with :data:`KEEP_IDENTITY`). The
+    figures keep the run's wall time by stage and its steps (whole only if not resumed)."""
     out = Path(folder)
     driving = SHARED / "media" / f"{clip}.mp4"
-    cfg = run_config(clip, seed, frames, overrides, SHARED / "models", preset)
+    cfg = run_config(clip, seed, frames, overrides, SHARED / "models", "keep-identity" if look else preset)
     cached = out / FIGURES
     config_text = cfg.to_json()
     figures = None
@@ -194,7 +227,7 @@ def run_one(clip: str, seed: int, frames: int, overrides: dict[str, Any], folder
         return figures
     load_before = os.getloadavg()
     began = time.perf_counter()
-    result = animate(cfg, driving, out, restart=restart, progress=False)
+    result = animate(cfg, driving, out, look=look, restart=restart, progress=False)
     seconds = time.perf_counter() - began
     load_after = os.getloadavg()
     evaluation = evaluate_output(out, driving, walks=WALKS)
@@ -214,6 +247,13 @@ def run_one(clip: str, seed: int, frames: int, overrides: dict[str, Any], folder
         "identity_max": float(np.max(dist)) if dist.size else math.nan,
         "driver_ratio": drv.tolist(), "output_ratio": opt.tolist(),
     }
+    if look is not None:
+        to_look = evaluation.identity[0].to_look
+        found = to_look[np.isfinite(to_look)] if to_look is not None else np.zeros(0)
+        projection = json.loads((out / LOOK_FIGURES).read_text())
+        figures.update({"look": Path(look).name, "to_look_median": float(np.median(found)) if found.size else math.nan,
+                        "to_look_over": float(np.mean(found > SAME_PERSON_DISTANCE)) if found.size else math.nan,
+                        "reconstruction": projection.get("identity", math.nan)})
     if want_chain:
         figures["chain"] = chain(out, driving, cfg, evaluation)
         (out / CHAIN).write_text(json.dumps(figures["chain"]) + "\n")
@@ -222,8 +262,11 @@ def run_one(clip: str, seed: int, frames: int, overrides: dict[str, Any], folder
 
 
 def verdict(r: dict) -> list[str]:
-    """The issue's targets this run misses (empty: all met)."""
+    """The issues' targets this run misses (empty: all met): issue 13's, and in keep-identity runs issue 12's
+    identity to the look."""
     misses = []
+    if "look" in r and not (r["to_look_median"] <= MOST_LOOK_MEDIAN and r["to_look_over"] <= MOST_LOOK_OVER):
+        misses.append("identity")
     if not (r["correlation"] >= LEAST_CORRELATION and r["correlation"] > r["walk_p95"]):
         misses.append("corr")
     if not r["output_amplitude"] >= LEAST_AMPLITUDE * r["driver_amplitude"]:
@@ -236,16 +279,24 @@ def verdict(r: dict) -> list[str]:
 
 
 def table(results: list[dict]) -> list[str]:
-    lines = ["| clip | seed | correlation | walks median / p95 | amplitude out / driver (ratio) | no face | "
-             "jitter out / driver (ratio) | identity drift median / max | misses |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    looks = any("look" in r for r in results)
+    extra = " to the look median / share > 0.6 | look's reconstruction |" if looks else ""
+    lines = ["| clip | seed | " + ("look | " if looks else "") + "correlation | walks median / p95 | "
+             "amplitude out / driver (ratio) | no face | jitter out / driver (ratio) | identity drift median / max |"
+             + extra + " misses |",
+             "|---|---|" + ("---|" if looks else "") + "---|---|---|---|---|---|" + ("---|---|" if looks else "")
+             + "---|"]
     for r in results:
+        look = f"{r['look']} | " if looks else ""
+        identity = (f" {r['to_look_median']:.2f} / {r['to_look_over']:.0%} | {r['reconstruction']:.2f} |"
+                    if looks else "")
         lines.append(
-            f"| {r['clip']} | {r['seed']} | {r['correlation']:.2f} | {r['walk_median']:.2f} / {r['walk_p95']:.2f} | "
+            f"| {r['clip']} | {r['seed']} | {look}{r['correlation']:.2f} | "
+            f"{r['walk_median']:.2f} / {r['walk_p95']:.2f} | "
             f"{r['output_amplitude']:.3f} / {r['driver_amplitude']:.3f} "
             f"({r['output_amplitude'] / r['driver_amplitude']:.2f}) | {r['missed']} | "
             f"{r['output_jitter']:.4f} / {r['driver_jitter']:.4f} ({r['output_jitter'] / r['driver_jitter']:.2f}) | "
-            f"{r['identity_median']:.2f} / {r['identity_max']:.2f} | {', '.join(verdict(r)) or '-'} |")
+            f"{r['identity_median']:.2f} / {r['identity_max']:.2f} |{identity} {', '.join(verdict(r)) or '-'} |")
     return lines
 
 
@@ -264,9 +315,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_FRAMES} frames per clip instead of {FRAMES}")
     parser.add_argument("--frames", type=int, help="frames per clip (overrides --quick)")
     parser.add_argument("--clips", default=",".join(CLIPS), help="comma-separated clip names (default: all seven)")
-    parser.add_argument("--seeds", help="comma-separated start seeds for every clip (default: 0, and 1, 2 on d0, d3)")
+    parser.add_argument("--seeds", help="comma-separated start seeds for every clip (default: 0, and 1, 2 on d0, d3 "
+                                        "in free mode)")
+    parser.add_argument("--looks", help="keep-identity mode: comma-separated DCGAN seeds of the look images "
+                                        "(default: free mode), e.g. 0,1,7")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override on top of the free preset (repeatable), e.g. loss.fidelity=0.5")
+                        help="config override on top of the preset's settings (repeatable), e.g. loss.fidelity=0.5")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes, one torch thread each (default 2)")
     parser.add_argument("--chain", action="store_true", help="also split the mouth amplitude link by link")
     parser.add_argument("--out", type=Path, default=REPO / "out" / "bench_proof", help="folder of the runs")
@@ -279,37 +333,46 @@ def main() -> None:
     unknown = [c for c in clips if not (SHARED / "media" / f"{c}.mp4").is_file()]
     if unknown:
         raise SystemExit(f"no clip {', '.join(unknown)} in {SHARED / 'media'}")
+    looks: list[int | None] = [int(x) for x in args.looks.split(",")] if args.looks else [None]
     if args.seeds:
-        runs = [(c, int(s)) for c in clips for s in args.seeds.split(",")]
+        runs = [(c, int(s), k) for c in clips for s in args.seeds.split(",") for k in looks]
+    elif args.looks:
+        runs = [(c, 0, k) for c in clips for k in looks]
     else:
-        runs = [(c, 0) for c in clips] + [(c, s) for s in EXTRA_SEEDS for c in clips if c in SEEDED_CLIPS]
+        runs = [(c, 0, None) for c in clips] + [(c, s, None) for s in EXTRA_SEEDS for c in clips if c in SEEDED_CLIPS]
     overrides = parse_sets(args.sets)
-    run_config(clips[0], 0, frames, overrides, SHARED / "models")  # a bad --set fails here, not in a worker
-    name = settings_name(overrides)
+    preset = "free" if args.looks is None else "keep-identity"
+    run_config(clips[0], 0, frames, overrides, SHARED / "models", preset)  # a bad --set fails here, not in a worker
+    name = settings_name(overrides, preset)
     folder = args.out / name
+    look_files = {k: None if k is None else str(render_look(k, args.out / "looks", SHARED / "models")) for k in looks}
 
     began = time.perf_counter()
-    results: dict[tuple[str, int], dict] = {}
+    results: dict[tuple[str, int, int | None], dict] = {}
     with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn"), initializer=_init_worker) as pool:
-        futures = {pool.submit(run_one, c, s, frames, overrides, str(folder / f"{c}-s{s}-f{frames}"), args.chain):
-                   (c, s) for c, s in runs}
+        futures = {pool.submit(run_one, c, s, frames, overrides,
+                               str(folder / f"{c}{'' if k is None else f'-look{k}'}-s{s}-f{frames}"), args.chain,
+                               look=look_files[k]): (c, s, k) for c, s, k in runs}
         for future in as_completed(futures):
-            clip, seed = futures[future]
+            clip, seed, look = futures[future]
+            what = f"{clip} seed {seed}" + ("" if look is None else f" look {look}")
             try:
                 r = future.result()
             except Exception as exc:  # one failed run (e.g. its folder holds other settings) must not lose the rest
-                print(f"{clip} seed {seed}: FAILED ({type(exc).__name__}: {exc})", flush=True)
+                print(f"{what}: FAILED ({type(exc).__name__}: {exc})", flush=True)
                 continue
             results[futures[future]] = r
-            print(f"{r['clip']} seed {r['seed']}: correlation {r['correlation']:.3f} (walks p95 {r['walk_p95']:.2f}), "
+            to_look = "" if look is None else f", to the look {r['to_look_median']:.2f} ({r['to_look_over']:.0%} > 0.6)"
+            print(f"{what}: correlation {r['correlation']:.3f} (walks p95 {r['walk_p95']:.2f}), "
                   f"amplitude {r['output_amplitude'] / r['driver_amplitude']:.2f}, no face {r['missed']}, "
-                  f"jitter {r['output_jitter'] / r['driver_jitter']:.2f}, {r['animate_seconds']:.0f} s", flush=True)
+                  f"jitter {r['output_jitter'] / r['driver_jitter']:.2f}{to_look}, {r['animate_seconds']:.0f} s",
+                  flush=True)
     ordered = [results[k] for k in runs if k in results]
     if not ordered:
         raise SystemExit("no run finished")
     load = os.getloadavg()
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    print(f"\nProof on real faces, {name} ({', '.join(f'{k}={v}' for k, v in overrides.items()) or 'free preset'}), "
+    print(f"\nProof on real faces, {name} ({', '.join(f'{k}={v}' for k, v in overrides.items()) or 'as preset'}), "
           f"{frames} frames per clip; {stamp}, {args.jobs} job(s) of 1 torch thread on {os.cpu_count()} cores "
           f"({platform.machine()}), load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}, "
           f"{time.perf_counter() - began:.0f} s\n")
