@@ -91,14 +91,18 @@ def test_networks_on_offer(tmp_path, cache, models_dir):
     assert models_dir.parent / "media" / "s1.jpg" in looks and models_dir.parent / "media" / "d3.mp4" in clips
 
 
-def _follow(job: Job, limit: float = 600) -> tuple[str, object]:
+def _follow(job: Job, limit: float = 600, warned: list | None = None) -> tuple[str, object]:
+    """The run's outcome; its warnings go to ``warned``."""
+    warned = [] if warned is None else warned
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         for kind, payload in job.messages():
-            if kind != "progress":
+            if kind == "warning":
+                warned.append(payload)
+            elif kind != "progress":
                 return kind, payload
         if not job.alive:
-            return next(((k, p) for k, p in job.messages() if k != "progress"), ("gone", None))
+            return next(((k, p) for k, p in job.messages() if k not in ("progress", "warning")), ("gone", None))
         time.sleep(0.2)
     job.cancel()
     raise AssertionError("the run did not finish in time")
@@ -148,3 +152,17 @@ def test_a_failing_run_sends_one_line(media_dir, offline_engine, tmp_path):
     job.start()
     kind, message = _follow(job)
     assert kind == "error" and message.startswith("no face found in the look image") and "\n" not in message
+
+
+def test_a_look_the_generator_cannot_draw_is_said_on_the_page(media_dir, offline_engine, tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    overrides = {**offline_engine.overrides, "max_frames": 1, "start_candidates": 2, "schedule.steps_first": 2,
+                 "subframes": 1}
+    request = RunRequest(media_dir / "d3.mp4", media_dir / "s1.jpg", None, overrides, evaluate=False)
+    folder = tmp_path / "run"
+    job = Job(prepare_folder(folder, request), folder)
+    job.start()
+    warned: list = []
+    kind, payload = _follow(job, warned=warned)
+    assert kind == "done", payload
+    assert len(warned) == 1 and warned[0].startswith("the generator cannot draw the look's face"), warned

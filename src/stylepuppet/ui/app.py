@@ -173,6 +173,7 @@ class Studio:
         job = Job(job_request, folder)
         self.jobs[session] = job
         outcome: tuple[str, Any] | None = None
+        cautions: list[str] = []
         progress((0, None), desc="starting")
         job.start()
         try:
@@ -181,25 +182,29 @@ class Studio:
                     if kind == "progress":
                         desc, done, total, unit, postfix = payload
                         progress((done, total), desc=f"{desc} {postfix}".strip(), unit=unit)
+                    elif kind == "warning":
+                        cautions.append(payload)
+                        gr.Warning(payload)
                     else:
                         outcome = (kind, payload)
                 if outcome is None and not job.alive:
-                    outcome = next(((k, p) for k, p in job.messages() if k != "progress"),
+                    outcome = next(((k, p) for k, p in job.messages() if k not in ("progress", "warning")),
                                    ("error", f"the run stopped without a result; see {folder / 'ui.log'}"))
                 await asyncio.sleep(POLL)
         finally:
             job.cancel()
             self.jobs.pop(session, None)
         command = resume_command(folder, job_request)
+        notes = "".join(f"\n\n**Warning:** {text}" for text in cautions)
         if outcome[0] == "error":
-            return (f"**Error:** {outcome[1]}\n\nRun folder: `{folder}` (resume from a terminal: `{command}`)",
+            return (f"**Error:** {outcome[1]}{notes}\n\nRun folder: `{folder}` (resume from a terminal: `{command}`)",
                     *EMPTY)
-        return self._results(folder, outcome[1], command)
+        return self._results(folder, outcome[1], command, notes)
 
-    def _results(self, folder: Path, done: dict[str, Any], command: str) -> tuple:
+    def _results(self, folder: Path, done: dict[str, Any], command: str, notes: str) -> tuple:
         lines = "\n".join(f"- {line}" for line in done["lines"])
-        status = (f"**Done.** {done['summary']}\n\n{lines}\n\nRun folder: `{folder}` — to resume or re-render from a "
-                  f"terminal: `{command}`")
+        status = (f"**Done.** {done['summary']}{notes}\n\n{lines}\n\nRun folder: `{folder}` — to resume or "
+                  f"re-render from a terminal: `{command}`")
         report = folder / REPORT_HTML
         files = [str(folder / name) for name in DOWNLOADS if (folder / name).is_file()]
         return (status, str(folder / ANIMATION), str(folder / SIDE_BY_SIDE),

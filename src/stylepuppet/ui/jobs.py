@@ -21,6 +21,7 @@ import shutil
 import sys
 import threading
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from tqdm import tqdm
 
 import stylepuppet
 from stylepuppet import atomic
-from stylepuppet.errors import StylePuppetError
+from stylepuppet.errors import LookWarning, StylePuppetError, UntrainedWarning
 from stylepuppet.video import content_digest
 
 RUN_TOML, LOG = "run.toml", "ui.log"
@@ -116,13 +117,29 @@ def _report_bars(channel: multiprocessing.Queue, stop: threading.Event) -> None:
             last = now
 
 
+def _forward_warnings(channel: multiprocessing.Queue) -> None:
+    """Send the warnings a user must act on (a look the generator cannot draw, substituted networks) to the
+    page as they happen; every warning still goes to the log."""
+    log = warnings.showwarning
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,
+             line: str | None = None) -> None:
+        if issubclass(category, LookWarning | UntrainedWarning):
+            channel.put(("warning", str(message)))
+        log(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 def work(request: RunRequest, folder: Path, channel: multiprocessing.Queue) -> None:
     """The child process: animate (resuming whatever the folder holds), then judge; messages to ``channel``.
 
-    Progress bars and warnings go to ``folder/ui.log``; the page gets one-line messages only.
+    Progress bars and warnings go to ``folder/ui.log``; the page gets one-line messages only, and the
+    warnings that change what the run is worth (:func:`_forward_warnings`).
     """
     log = (folder / LOG).open("a", encoding="utf-8")
     sys.stderr = log
+    _forward_warnings(channel)
     stop = threading.Event()
     watcher = threading.Thread(target=_report_bars, args=(channel, stop), daemon=True)
     watcher.start()
