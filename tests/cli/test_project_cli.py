@@ -1,13 +1,16 @@
 """`stylepuppet project` and `animate --look-latent`: the look projected once, checked and reused."""
 
 import json
+import os
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from stylepuppet.animation.folder import LOCK
 from stylepuppet.animation.look import LookLatent
 from stylepuppet.cli import run
+from stylepuppet.lock import holding
 from stylepuppet.optim.projector import Projector
 
 FAST = ["--untrained", "--untrained-size", "tiny", "--look-loss", "msssim", "--steps-first", "6", "--steps", "3",
@@ -66,3 +69,13 @@ def test_a_projection_of_another_look_is_refused_in_one_line(projected, media_di
     assert run(args) == 1
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("error: ") and "projection of another look image" in err
+
+
+def test_a_projection_into_a_folder_in_use_is_refused_in_one_line(media_dir, tmp_path, capsys):
+    out = tmp_path / "busy"
+    out.mkdir()
+    with holding(out / LOCK, "the output folder"):
+        assert run(["project", str(media_dir / "s1.jpg"), *FAST, "-o", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: ") and f"pid {os.getpid()}" in err
+    assert not (out / "look_latent.npz").exists()

@@ -189,7 +189,10 @@ def project(cfg: AnimateConfig, look: str | Path, out: str | Path, *, progress: 
     nets = load_networks(cfg)
     device = torch_device(cfg.device)
     obj = LandmarkObjective(nets.landmark_net, cfg.landmarks, heatmap_renderer=nets.heatmap_renderer, device=device)
-    return look_projection(cfg, nets, obj, look, None, Path(out), False, None, device, progress)
+    with run_folder(Path(out)) as folder:  # one writer at a time, as for animate
+        latent = look_projection(cfg, nets, obj, look, None, folder.path, False, None, device, progress)
+        folder.commit()
+        return latent
 
 
 def animate(cfg: AnimateConfig, driving: str | Path, out: str | Path, *, look: str | Path | None = None,
