@@ -6,7 +6,8 @@ widths, 2DFAN4 (FAN, 4 stacks), LPIPS-VGG16 and the MediaPipe face mesh read fro
 the noise buffers and runs only once per clip):
 
 * ``keep-identity+FAN``: the ``keep-identity`` preset (W+, relative coordinate loss, its jittered
-  framings, LPIPS look term) — the step runs G, FAN on one crop per framing and LPIPS on 1 image;
+  framings, LPIPS look term, identity term) — the step runs G, FAN on one crop per framing, LPIPS on
+  1 image and dlib's face ResNet (the real one ``face-recognition-models`` installs) on one 150² chip;
 * ``free+mesh``: the ``free`` preset with the mesh landmark net (W, its jittered framings) — G and
   the mesh on one crop per framing.
 
@@ -48,15 +49,18 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from stylepuppet import weights
 from stylepuppet.config import AnimateConfig, preset
 from stylepuppet.devices import torch_device
 from stylepuppet.generators.latent_stats import compute_latent_stats
 from stylepuppet.generators.stylegan2 import Generator
 from stylepuppet.generators.stylegan2_latents import StyleGAN2Latents
+from stylepuppet.identity import IdentityNet
+from stylepuppet.identity.chip import CHIP_SIZE
 from stylepuppet.images import to_unit
 from stylepuppet.landmarks.fan import FAN
 from stylepuppet.landmarks.mesh import load_mesh
-from stylepuppet.optim.objective import FrameTargets, LandmarkObjective
+from stylepuppet.optim.objective import FrameTargets, IdentityObjective, LandmarkObjective
 from stylepuppet.optim.projector import Projector
 from stylepuppet.perceptual.look import LPIPSLook
 from stylepuppet.perceptual.lpips import untrained_lpips
@@ -65,6 +69,19 @@ MESH = Path(__file__).resolve().parents[2] / "shared" / "models" / "face_landmar
 TARGET = 1.10
 #: The face box [x1, y1, x2, y2] of the 256² images (where FFHQ alignment puts a face's landmarks).
 BOX = torch.tensor([[62.0, 86.0, 194.0, 222.0]])
+
+
+def face68(box: Tensor) -> Tensor:
+    """A plausible iBUG-68 face [1, 68, 2] filling ``box`` (an ellipse-ish outline: only where the identity
+    chip is cut matters here, not the face)."""
+    x1, y1, x2, y2 = box[0].tolist()
+    t = torch.linspace(0, 1, 68)
+    u = torch.stack([0.5 + 0.45 * torch.cos(2 * torch.pi * t), 0.55 + 0.4 * torch.sin(2 * torch.pi * t)], dim=1)
+    # eyes (36–47) and mouth (48–67) where a face has them, so the chip's similarity fit is a face's
+    u[36:42] = torch.tensor([0.3, 0.4]) + 0.05 * u[36:42] - 0.025
+    u[42:48] = torch.tensor([0.7, 0.4]) + 0.05 * u[42:48] - 0.025
+    u[48:68] = torch.tensor([0.5, 0.78]) + 0.15 * (u[48:68] - 0.5)
+    return (torch.tensor([x1, y1]) + u * torch.tensor([x2 - x1, y2 - y1]))[None]
 
 
 def generator() -> Generator:
@@ -134,7 +151,14 @@ def setup(cfg: AnimateConfig, gen: StyleGAN2Latents, net: torch.nn.Module, look:
     centre, side = obj.framing(BOX.to(device))
     targets = obj.targets_from_points(obj.points(to_unit(image), centre, side), centre, side)
     look_target = look.prepare(image) if look is not None and cfg.loss.look > 0 else None
-    proj = Projector(gen, obj, cfg.loss, cfg.schedule, look=look, look_target=look_target, seed=0, device=device)
+    identity = None
+    if cfg.loss.identity > 0:
+        points = face68(BOX).to(device)
+        net_id = IdentityNet.load(weights.DEFAULTS["identity"]).to(device)
+        identity = IdentityObjective.of_face(net_id, to_unit(image), points)
+        targets = dataclasses.replace(targets, face68=points)
+    proj = Projector(gen, obj, cfg.loss, cfg.schedule, look=look, look_target=look_target, identity=identity,
+                     seed=0, device=device)
     prev = gen.mean_latent().reshape(1, 1, -1).expand(1, gen.num_ws, -1)[0].clone()
     crops = max(1, cfg.landmarks.jitter_count)
     s = net.input_size
@@ -143,6 +167,8 @@ def setup(cfg: AnimateConfig, gen: StyleGAN2Latents, net: torch.nn.Module, look:
              cfg.landmarks.net: bare(lambda x: net(x).points, torch.rand(crops, 3, s, s, device=device))}
     if look_target is not None:
         costs["lpips"] = bare(look.metric.features, image)
+    if identity is not None:
+        costs["identity"] = bare(identity.net.net, torch.rand(1, 3, CHIP_SIZE, CHIP_SIZE, device=device))
     return engine_step(proj, targets, prev), costs, crops
 
 

@@ -461,9 +461,14 @@ def preset(name: str) -> AnimateConfig:
     # (≈ 5 per point-group sum): 5 / (1/64) ≈ 300. Smoothed track, framing jitter.
     ours = LandmarkConfig(net="fan", form="relative", compare="coords", groups=dict(SEED_GROUP_WEIGHTS),
                           jitter_count=2)
+    # Keep-identity adds the identity term (dlib's face descriptor of G(w) against the look's) and the latent
+    # filter at sigma 0.75: on the one real generator at hand (the DCGAN with the mesh, docs/keep-identity.md) the
+    # term kept the face the look's person where the run without it drifted past dlib's same-person distance, and
+    # the filter cut the output's landmark jitter by 40 % at no loss of mouth correlation. At 256² with FAN and
+    # LPIPS the descriptor's forward + backward is 0.5 % of a step (benchmarks/bench_step.py: 0.05 s of 10 s).
+    keep = LossWeights(look=1.0, landmark=300.0, smoothness=0.05, fidelity=0.05, identity=1.0)
     if name == "keep-identity":
-        return AnimateConfig(preset=name, mode="keep-identity", space="w+",
-                             loss=LossWeights(look=1.0, landmark=300.0, smoothness=0.05, fidelity=0.05),
+        return AnimateConfig(preset=name, mode="keep-identity", space="w+", latent_smooth=0.75, loss=keep,
                              landmarks=ours)
     if name == "free":
         # No look image. Tuned on the one real generator / landmark-net pair at hand (the 64² DigiFace
@@ -510,8 +515,7 @@ def preset(name: str) -> AnimateConfig:
                                    schedule=dataclasses.replace(free.schedule, steps=15, predict=True))
     if name == "quick":
         # Previews: the keep-identity recipe with about a sixth of the steps and one jittered framing.
-        return AnimateConfig(preset=name, mode="keep-identity", space="w+",
-                             loss=LossWeights(look=1.0, landmark=300.0, smoothness=0.05, fidelity=0.05),
+        return AnimateConfig(preset=name, mode="keep-identity", space="w+", latent_smooth=0.75, loss=keep,
                              landmarks=dataclasses.replace(ours, jitter_count=1),
                              schedule=Schedule(steps_first=50, steps=8))
     raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
