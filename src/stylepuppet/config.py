@@ -96,10 +96,10 @@ class LandmarkConfig:
         the aligned driving frame; G(w) is framed the same way and the group-weighted heat-map
         difference is penalised (FAN only: the mesh gives no heat maps).
       * ``relative`` — the targets are a base face's landmarks moved by the driver's motion
-        (``base + s·(driving_t − driving_ref)``); the base is the look image's landmarks in
-        keep-identity mode and those of the first frame's starting image in free mode, so the
-        face keeps its own shape. ``compare`` is ``coords`` (G(w)'s landmarks by soft-argmax /
-        the net's differentiable points, distance normalised by face size) or ``heatmaps``
+        (``base + s·(driving_t − driving_ref)``); the base is the look's landmarks as the generator
+        draws them (its projection's) in keep-identity mode and those of the first frame's starting
+        image in free mode, so the face keeps its own shape. ``compare`` is ``coords`` (G(w)'s landmarks
+        by soft-argmax / the net's differentiable points, distance normalised by face size) or ``heatmaps``
         (target heat maps rendered at the target points; FAN only).
     ``jitter_*``: the landmark loss is averaged over ``jitter_count`` random framings per step
     (centre moved by up to ±shift·side, side scaled by up to ±scale), applied identically to
