@@ -159,8 +159,8 @@ def on_drawn_face(targets: Targets, obj: LandmarkObjective, generator: LatentGen
     points = targets.points + offset
     faces68 = None if targets.faces68 is None else targets.faces68 + face68(obj, torch.from_numpy(offset)).numpy()
     return replace(targets, points=points.astype(np.float32),
-                               faces68=None if faces68 is None else faces68.astype(np.float32),
-                               outlines=face_outline(points, obj.net.groups).astype(np.float32))
+                   faces68=None if faces68 is None else faces68.astype(np.float32),
+                   outlines=face_outline(points, obj.net.groups).astype(np.float32))
 
 
 def build_targets(cfg: AnimateConfig, nets: Networks, obj: LandmarkObjective, track: FaceTrack, driving: Path,
