@@ -85,8 +85,8 @@ def test_an_interrupted_run_with_prediction_early_stop_and_carried_moments_resum
     monkeypatch.setenv("STYLEPUPPET_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr("stylepuppet.animation.render.VideoWriter", FrameSink)
     cfg = resolve_config("keep-identity", None, {
-        "untrained": True, "look_loss": "msssim", "max_frames": 5, "subframes": 1, "schedule.steps_first": 4,
-        "schedule.steps": 6, "schedule.predict": True, "schedule.lr": 0.01,
+        "untrained": True, "look_loss": "msssim", "max_frames": 5, "subframes": 1, "latent_smooth": 0,
+        "schedule.steps_first": 4, "schedule.steps": 6, "schedule.predict": True, "schedule.lr": 0.01,
         "schedule.early_stop_tol": 0.5, "schedule.early_stop_min": 2, "schedule.early_stop_every": 1,
         "schedule.carry_moments": True})
     inits: list[torch.Tensor | None] = []
