@@ -215,12 +215,17 @@ def net_points(obj: LandmarkObjective, image01: Tensor, points68: np.ndarray,
 
 
 @torch.no_grad()
+def render_latent(generator: LatentGenerator, latent: Tensor) -> Tensor:
+    """The image [1, 3, R, R] in [0, 1] of one saved latent ([num_ws | 1, dim]: a look's projection, a start face)."""
+    return to_unit(generator.render(latent.reshape(1, -1, generator.latent_dim).expand(1, generator.num_ws, -1)))
+
+
+@torch.no_grad()
 def drawn_offset(obj: LandmarkObjective, generator: LatentGenerator, latent: Tensor, look01: Tensor, centre: Tensor,
                  side: Tensor) -> Tensor:
     """How far [P, 2] the landmark net reads the look's reconstruction G(``latent``) from the look ``look01``
     [1, 3, R, R] in [0, 1], both framed at (``centre``, ``side``): see :func:`on_drawn_face`."""
-    drawn = to_unit(generator.render(latent.reshape(1, -1, generator.latent_dim).expand(1, generator.num_ws, -1)
-                                     .to(look01.device)))
+    drawn = render_latent(generator, latent.to(look01.device))
     return (obj.points(drawn, centre, side) - obj.points(look01, centre, side))[0]
 
 

@@ -31,7 +31,7 @@ import torch
 from tqdm import tqdm
 
 from stylepuppet.animation.folder import RunFolder, run_folder
-from stylepuppet.animation.look import LookFace, LookLatent, look_face, project_look, warn_if_undrawable
+from stylepuppet.animation.look import LookFace, LookLatent, look_face, project_look, render_latent, warn_if_undrawable
 from stylepuppet.animation.networks import Networks, load_networks
 from stylepuppet.animation.outputs import LOOK_LATENT, FinishedRun, write_look, write_outputs
 from stylepuppet.animation.render import smooth_latents
@@ -172,10 +172,7 @@ def identity_objective(cfg: AnimateConfig, nets: Networks, targets: Targets, anc
     if targets.look is not None:
         image = to_unit(to_tensor(targets.look, device))
     else:
-        start = (nets.generator.mean_latent() if anchor is None else anchor).to(device)
-        with torch.no_grad():
-            image = to_unit(nets.generator.render(start.reshape(1, -1, nets.generator.latent_dim)
-                                                  .expand(1, nets.generator.num_ws, -1)))
+        image = render_latent(nets.generator, (nets.generator.mean_latent() if anchor is None else anchor).to(device))
     return IdentityObjective.of_face(nets.identity, image, torch.as_tensor(targets.base68[None], device=device),
                                      cfg.seed)
 
