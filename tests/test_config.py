@@ -62,16 +62,20 @@ def test_lbfgs_and_carried_adam_moments_are_one_clear_error():
         resolve_config("fast", None, {"schedule.carry_moments": True})
 
 
-def test_free_fast_preset_is_free_with_fewer_predicted_later_steps_and_a_wider_latent_filter():
-    """Only the later frames' schedule and the filter that evens out their shorter optimisation change: the
-    objective, the start face's choice and frame 0 stay free's (bench_real_convergence.py compares the two)."""
+def test_free_fast_preset_is_free_before_issue_13_with_fewer_predicted_later_steps_and_a_wider_latent_filter():
+    """free-fast was measured (bench_real_convergence.py) against free as it stood before issue 13's pieces: it keeps
+    that objective, start face and frame 0, and changes only the later frames' schedule and the filter that evens out
+    their shorter optimisation."""
     free, fast = preset("free"), preset("free-fast")
-    assert dataclasses.replace(fast.schedule, steps=free.schedule.steps, predict=free.schedule.predict) == free.schedule
+    before = dataclasses.replace(free, preset="free-fast", start_candidates=256, start_presence=False,
+                                 start_rehearse_lips=False, loss=dataclasses.replace(free.loss, identity=0.0),
+                                 schedule=dataclasses.replace(free.schedule, carry_moments=False))
     assert (fast.schedule.steps, fast.schedule.predict) == (15, True) and not free.schedule.predict
-    assert dataclasses.replace(fast, preset="free", schedule=free.schedule, latent_smooth=free.latent_smooth,
-                               start_rehearsal_steps=None) == free
-    assert fast.start_rehearsal_steps == free.schedule.steps  # free's start face: rehearsed as long as free's
+    assert dataclasses.replace(fast, schedule=before.schedule, latent_smooth=before.latent_smooth,
+                               start_rehearsal_steps=None) == before
+    assert fast.start_rehearsal_steps == free.schedule.steps  # the start face: rehearsed as long as free's
     assert free.latent_smooth < fast.latent_smooth == 0.75
+    assert free.schedule.carry_moments and free.loss.identity and free.start_rehearse_lips and free.start_presence
 
 
 @pytest.mark.parametrize(("key", "value", "message"), [

@@ -6,16 +6,15 @@ points on the outputs (upscaled to 256²) give the mouth-opening ratio, compared
 Pearson correlation, and against random latent walks with the run's step sizes. The figures and the
 side-by-side video's path are printed at the end of the run ("figures measured").
 
-Asserted: 0.8 on d0 and 0.65 on d3, each also 0.2 / 0.25 above the random walks' 95th percentile (d0's
-walks correlate strongly by chance: its 78 frames hold one long opening). With the ``free`` preset, seed 1
-gives d0 0.945 and d3 0.706 against walks' 95th percentiles of 0.61 and 0.39 (2026-12-03; runs are
-deterministic for a given machine and thread count: CI's machine and this one agree to the last digit).
-On 2026-11-30 d3 gave 0.755, on the lead's machine and CI's alike; on today's machine the layout step left
-d3 seed 0's latents bit-identical, so the environment (machine, libraries), not the code, moved the figure
-(0.690 with the judge of that day).
-On that machine, over seeds 0/1/2, d3 gave 0.86/0.76/0.64 and d0 -0.22/0.94/0.80 (seed 0's face smiles where the driver
-opens its mouth): issue 13's target (0.7 on every one of these six) is not met, so the test runs seed 1
-and says so; ``benchmarks/bench_proof.py`` measures the whole table.
+Asserted: 0.8 on d0 and 0.7 on d3 (issue 13's target), each also 0.2 / 0.25 above the random walks' 95th
+percentile (d0's walks correlate strongly by chance: its 78 frames hold one long opening), at start seed 0,
+the default a user gets (the README's first command runs d3 so). With the ``free`` preset of 2026-12-04
+(issue 13: 512 candidates, presence screen, lips' rehearsal, carried Adam moments, identity term), seed 0
+gave d0 0.962 and d3 0.826 against walks' 95th percentiles of 0.67 and 0.50, no frame without a face, identity
+drift medians 0.36 and 0.22 (docs/motion.md; runs are deterministic for a given machine and thread count:
+CI's machine and the lead's have agreed to the last digit). Seed 1, which this test ran before, gave d0 0.96
+and d3 0.67 against walks' 0.57 and 0.52: d3 seed 1 misses issue 13's 0.7, and ``benchmarks/bench_proof.py``
+measures the whole table of seven clips and three seeds.
 """
 
 from __future__ import annotations
@@ -30,10 +29,10 @@ import stylepuppet
 from stylepuppet.cli import run
 from stylepuppet.evaluation.measures import SAME_PERSON_DISTANCE
 
-pytestmark = pytest.mark.slow(minutes=9)  # each run, at one torch thread
+pytestmark = pytest.mark.slow(minutes=13)  # each run, at one torch thread
 
 #: (clip, frames, seed, least correlation asserted, least margin over the walks' 95th percentile)
-CLIPS = [("d0", 78, 1, 0.8, 0.2), ("d3", 80, 1, 0.65, 0.25)]
+CLIPS = [("d0", 78, 0, 0.8, 0.2), ("d3", 80, 0, 0.7, 0.25)]
 
 
 @pytest.mark.parametrize("clip, frames, seed, least, margin", CLIPS)

@@ -470,11 +470,11 @@ def preset(name: str) -> AnimateConfig:
     if name == "keep-identity":
         return AnimateConfig(preset=name, mode="keep-identity", space="w+", latent_smooth=0.75, loss=keep,
                              landmarks=ours)
-    if name == "free":
+    if name in ("free", "free-fast"):
         # No look image. Tuned on the one real generator / landmark-net pair at hand (the 64² DigiFace
-        # DCGAN with the mesh, judged by dlib on d0 and d3; see the README's proof section), and untested
+        # DCGAN with the mesh, judged by dlib; see the README's proof section), and untested
         # on StyleGAN2: W space (one vector for all layers) keeps the face on the generator's manifold;
-        # the start is the best of 256 random faces, and the fidelity term (0.9, not 0.05) pulls every
+        # the start is the best of many random faces, and the fidelity term (0.9, not 0.05) pulls every
         # frame back to it — at 0.05 the face wandered off (dlib's identity distance ~0.55) into
         # regions where the mesh read open mouths that dlib did not see; at 0.5 d0 collapsed (0.27),
         # 0.7 left 44% of d0's frames past dlib's same-person distance, 0.9 none (d0 0.76 -> 0.82, d3
@@ -486,33 +486,38 @@ def preset(name: str) -> AnimateConfig:
         # of three runs). The start face decides most runs: of the steady candidates only those with bare
         # skin round the mouth compete, the best 8 rehearse the driver's most expressive frame, and every
         # second framing is mirrored; d3 seeds 0/1/2 went 0.65/-/- -> 0.86/0.76/0.64, d0 -0.27/0.32/0.82
-        # -> -0.22/0.94/0.80 (README, "Proof on real faces"); the rehearsal adds 8 x 40 steps.
-        # On the five clips it was not tuned on it missed issue 13's targets (docs/motion.md); the start-face
-        # settings tried there (start_presence, start_rehearse_lips, schedule.carry_moments) stay off until
-        # measured better on every clip.
-        return AnimateConfig(preset=name, mode="free", space="w", start_candidates=256, start_rehearsal=8,
+        # -> -0.22/0.94/0.80; the rehearsal adds 8 x 40 steps.
+        base = AnimateConfig(preset=name, mode="free", space="w", start_candidates=256, start_rehearsal=8,
                              latent_smooth=0.5,
                              loss=LossWeights(look=0.0, landmark=300.0, smoothness=0.05, fidelity=0.9),
                              landmarks=dataclasses.replace(ours, jitter_count=4, jitter_shift=0.06,
                                                            jitter_scale=0.1, jitter_flip=True),
                              schedule=Schedule(steps_first=100, steps=40, lr=0.03, w_noise=0.0))
-    if name == "free-fast":
-        # The free preset's objective and start face on later frames about 2.5 times shorter
-        # (benchmarks/bench_real_convergence.py, issue 16). Later frames run 15 steps, not 40, and start from
-        # the linear prediction of the last two (15 steps without it: dlib's correlation on d3 0.86 against
-        # the prediction's 0.92). The start face is free's: its rehearsal keeps free's 40 steps (at 15 it
-        # chose the same face on d3 but another on d0). Fewer steps leave each frame more of its own error:
-        # the output's landmark jitter rose 16–43 % over free's (20 steps did not bring it down), so the
-        # latent filter is σ 0.75, not 0.5, which took it below free's. Tried and dropped on d3's first 40
-        # frames: carrying Adam's moments across frames (correlation 0.80, jitter +43 %), two jittered
-        # framings instead of four (a step 28 % cheaper, but correlation −0.04 and jitter +29 % at 20 steps).
-        # Measured against free (same start face, frames' wall time; docs/performance.md): d3 80 frames 2.83×
-        # (CPU 2.59×), dlib 0.851 vs 0.812, jitter 0.0125 vs 0.0155; d3 40 frames 2.50×, 0.928 vs 0.830,
-        # 0.0120 vs 0.0132; d0 40 frames 2.60×, 0.690 vs −0.294, 0.0096 vs 0.0098 (both under d0's random walks);
-        # d0 seed 1, 40 frames: 2.49×, 0.937 vs 0.974 (0.007 past the issue's 0.03), 0.0092 vs 0.0103.
-        free = preset("free")
-        return dataclasses.replace(free, preset=name, latent_smooth=0.75, start_rehearsal_steps=free.schedule.steps,
-                                   schedule=dataclasses.replace(free.schedule, steps=15, predict=True))
+        if name == "free-fast":
+            # The objective and start face above (free's until issue 13; not remeasured with free's later pieces)
+            # on later frames about 2.5 times shorter (benchmarks/bench_real_convergence.py, issue 16). Later
+            # frames run 15 steps, not 40, and start from the linear prediction of the last two (15 steps without
+            # it: dlib's correlation on d3 0.86 against the prediction's 0.92). The start face is rehearsed with
+            # 40 steps (at 15 it chose the same face on d3 but another on d0). Fewer steps leave each frame more
+            # of its own error: the output's landmark jitter rose 16–43 % (20 steps did not bring it down), so the
+            # latent filter is σ 0.75, not 0.5, which took it below. Tried and dropped on d3's first 40 frames:
+            # carrying Adam's moments across frames (correlation 0.80, jitter +43 %), two jittered framings
+            # instead of four (a step 28 % cheaper, but correlation −0.04 and jitter +29 % at 20 steps).
+            # Measured against the 40-step schedule (same start face, frames' wall time; docs/performance.md): d3
+            # 80 frames 2.83× (CPU 2.59×), dlib 0.851 vs 0.812, jitter 0.0125 vs 0.0155; d3 40 frames 2.50×,
+            # 0.928 vs 0.830, 0.0120 vs 0.0132; d0 40 frames 2.60×, 0.690 vs −0.294, 0.0096 vs 0.0098 (both under
+            # d0's random walks); d0 seed 1, 40 frames: 2.49×, 0.937 vs 0.974, 0.0092 vs 0.0103.
+            return dataclasses.replace(base, latent_smooth=0.75, start_rehearsal_steps=base.schedule.steps,
+                                       schedule=dataclasses.replace(base.schedule, steps=15, predict=True))
+        # Issue 13 (docs/motion.md, judged on all seven clips at seed 0 and d0, d3 at seeds 1, 2): 512 candidates,
+        # the presence screen and the lips' rehearsal choose a face that dlib sees and that opens its mouth,
+        # Adam's moments carry from frame to frame, and the identity term holds the start face's person.
+        # Against the pieces above alone, seed 0: d0 -0.22 -> 0.96, d13 0.31 -> 0.70, d18 0.54 -> 0.79,
+        # d20 0.13 -> 0.65, d11's frames without a face 40 -> 0 (its correlation 0.78 -> 0.51), d3 0.86 -> 0.83,
+        # d12 0.17 -> 0.13; the mouth's amplitude at least half the driver's on 6 of 7 clips (was 1 of the 5 measured).
+        return dataclasses.replace(base, start_candidates=512, start_presence=True, start_rehearse_lips=True,
+                                   loss=dataclasses.replace(base.loss, identity=1.0),
+                                   schedule=dataclasses.replace(base.schedule, carry_moments=True))
     if name == "quick":
         # Previews: the keep-identity recipe with about a sixth of the steps and one jittered framing.
         return AnimateConfig(preset=name, mode="keep-identity", space="w+", latent_smooth=0.75, loss=keep,
