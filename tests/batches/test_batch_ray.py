@@ -26,6 +26,8 @@ start_candidates = 0
 start_rehearsal = 0
 max_frames = 3  # evaluate judges runs of 3 frames or more
 subframes = 1
+[settings.loss]
+identity = 0.0  # the free preset's identity term needs a face its chip can frame; untrained networks draw none
 [settings.landmarks]
 net = "mesh"
 [settings.schedule]
