@@ -272,6 +272,18 @@ def test_driving_without_a_face(cache, tmp_path, capsys):
     assert last_line(capsys.readouterr().err).startswith("error: no face found in any of the 3 frame(s)")
 
 
+def test_a_start_face_the_identity_term_cannot_frame_is_a_one_line_error(cache, media_dir, tmp_path, capsys):
+    """The free preset's identity term frames the start face by the landmark net's points; an untrained mesh reads
+    them bunched in a few pixels, too little to frame a face chip."""
+    code = run(["animate", "--mode", "free", "--driving", str(media_dir / "d0.mp4"), "--landmark-net", "mesh",
+                "--start-candidates", "0", "--start-rehearsal", "0", "--max-frames", "3", "--subframes", "1", *FAST,
+                "-o", str(tmp_path / "o")])
+    assert code == 1
+    line = last_line(capsys.readouterr().err)
+    assert line.startswith("error: the identity term cannot frame the start face (the face's chip lies outside")
+    assert line.endswith("set --lambda-identity 0") and "\n" not in line
+
+
 def test_missing_weights_without_untrained_name_the_file(cache, media_dir, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "stylepuppet", "animate", "--mode", "free", "--driving",
                            str(media_dir / "d0.mp4"), "-o", str(tmp_path)], capture_output=True, text=True,

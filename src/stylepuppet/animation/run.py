@@ -49,7 +49,7 @@ from stylepuppet.animation.state import (
 from stylepuppet.animation.targets import Targets, build_targets, face_track, on_drawn_face
 from stylepuppet.config import AnimateConfig
 from stylepuppet.devices import torch_device
-from stylepuppet.errors import ConfigError, MediaError
+from stylepuppet.errors import ConfigError, MediaError, NoFaceError
 from stylepuppet.face.track import FaceTrack, aligned_frames
 from stylepuppet.images import to_tensor, to_unit
 from stylepuppet.optim.objective import IdentityObjective, LandmarkObjective
@@ -170,11 +170,16 @@ def identity_objective(cfg: AnimateConfig, nets: Networks, targets: Targets, anc
         raise ConfigError("loss.identity: the identity term frames faces by the landmark net's points of the base "
                           "face (relative form, or a look image); set loss.identity = 0")
     if targets.look is not None:
-        image = to_unit(to_tensor(targets.look, device))
+        image, face = to_unit(to_tensor(targets.look, device)), "look"
     else:
         image = render_latent(nets.generator, (nets.generator.mean_latent() if anchor is None else anchor).to(device))
-    return IdentityObjective.of_face(nets.identity, image, torch.as_tensor(targets.base68[None], device=device),
-                                     cfg.seed)
+        face = "start face"
+    try:
+        return IdentityObjective.of_face(nets.identity, image, torch.as_tensor(targets.base68[None], device=device),
+                                         cfg.seed)
+    except ValueError as exc:  # the landmark net's points of the face span too little of the image to frame it
+        raise NoFaceError(f"the identity term cannot frame the {face} ({exc}): the landmark net found no usable "
+                          "face in it; check the landmark net's weights, or set --lambda-identity 0") from exc
 
 
 def project(cfg: AnimateConfig, look: str | Path, out: str | Path, *, progress: bool = True) -> LookLatent:
