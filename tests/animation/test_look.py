@@ -7,20 +7,12 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from engine_stubs import TinyLandmarkNet, TinyLatents
+from engine_stubs import TinyLatents
 from PIL import Image
 
 from stylepuppet.animation import look as look_module
-from stylepuppet.animation.look import (
-    LookLatent,
-    drawn_offset,
-    face_layout,
-    layout_quad,
-    look_face,
-    warn_if_undrawable,
-)
-from stylepuppet.animation.targets import Targets, on_drawn_face
-from stylepuppet.config import AnimateConfig, LandmarkConfig, preset
+from stylepuppet.animation.look import LookLatent, face_layout, layout_quad, look_face, warn_if_undrawable
+from stylepuppet.config import AnimateConfig, preset
 from stylepuppet.errors import ConfigError, LookWarning, MediaError
 from stylepuppet.face.align import ffhq_quad, to_aligned
 from stylepuppet.face.detect import DlibDetector, detect_image
@@ -28,9 +20,7 @@ from stylepuppet.generators.loader import load_generator, load_latent_generator
 from stylepuppet.generators.sampling import class_label, sample
 from stylepuppet.generators.stylegan2 import untrained_stylegan2
 from stylepuppet.generators.stylegan2_latents import StyleGAN2Latents
-from stylepuppet.images import to_tensor, to_uint8, to_unit
 from stylepuppet.landmarks.scheme import GROUPS
-from stylepuppet.optim.objective import LandmarkObjective
 from stylepuppet.video import load_image
 
 RIGID = np.concatenate([GROUPS[g] for g in ("nose_bridge", "lower_nose", "right_eye", "left_eye")])
@@ -142,26 +132,3 @@ def test_a_look_the_generator_cannot_draw_is_said_up_front() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         warn_if_undrawable(latent(figures={"look": 0.1, "identity": 0.3}))
-
-
-def test_the_targets_move_from_the_look_to_the_face_the_generator_drew() -> None:
-    gen = TinyLatents("w")
-    net = TinyLandmarkNet()
-    net.ibug68 = np.arange(68)  # its 68 points stand for the iBUG ones
-    obj = LandmarkObjective(net, LandmarkConfig(form="relative", jitter_count=0))
-    drawn = gen.candidate_latents(2, torch.Generator().manual_seed(0))
-    centre, side = torch.tensor([[16.0, 16.0]]), torch.tensor([24.0])
-    look01 = to_unit(gen.render(drawn[1:]))  # a look the generator cannot draw from drawn[0]
-    offset = drawn_offset(obj, gen, drawn[0], look01, centre, side)
-    assert offset.shape == (68, 2) and offset.abs().max() > 0.1
-    drawn01 = to_unit(gen.render(drawn[:1]))
-    torch.testing.assert_close(obj.points(look01, centre, side)[0] + offset, obj.points(drawn01, centre, side)[0])
-    assert drawn_offset(obj, gen, drawn[0], drawn01, centre, side).abs().max() < 1e-5  # a look it draws exactly
-    look = to_uint8(gen.render(drawn[1:]))[0]
-    points = np.random.default_rng(0).uniform(8, 24, (3, 68, 2)).astype(np.float32)
-    targets = Targets(np.repeat(centre.numpy(), 3, 0), np.repeat(side.numpy(), 3, 0), points, look,
-                      np.zeros((3, 4, 2), np.float32), 25.0, "", faces68=points.copy())
-    moved = on_drawn_face(targets, obj, gen, drawn[0], torch.device("cpu"))
-    offset = drawn_offset(obj, gen, drawn[0], to_unit(to_tensor(look, torch.device("cpu"))), centre, side).numpy()
-    np.testing.assert_allclose(moved.points, points + offset, atol=1e-5)  # every frame moves by the same offset
-    np.testing.assert_allclose(moved.faces68, points + offset, atol=1e-5)

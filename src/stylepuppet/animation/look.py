@@ -220,15 +220,6 @@ def render_latent(generator: LatentGenerator, latent: Tensor) -> Tensor:
     return to_unit(generator.render(latent.reshape(1, -1, generator.latent_dim).expand(1, generator.num_ws, -1)))
 
 
-@torch.no_grad()
-def drawn_offset(obj: LandmarkObjective, generator: LatentGenerator, latent: Tensor, look01: Tensor, centre: Tensor,
-                 side: Tensor) -> Tensor:
-    """How far [P, 2] the landmark net reads the look's reconstruction G(``latent``) from the look ``look01``
-    [1, 3, R, R] in [0, 1], both framed at (``centre``, ``side``): see :func:`on_drawn_face`."""
-    drawn = render_latent(generator, latent.to(look01.device))
-    return (obj.points(drawn, centre, side) - obj.points(look01, centre, side))[0]
-
-
 def face68(obj: LandmarkObjective, points: Tensor) -> Tensor:
     """The iBUG-68 points [..., 68, 2] among the landmark net's points [..., P, 2] (the identity term's framing)."""
     index = getattr(obj.net, "ibug68", None)

@@ -46,7 +46,7 @@ from stylepuppet.animation.state import (
     resume,
     snapshot_noise,
 )
-from stylepuppet.animation.targets import Targets, build_targets, face_track, on_drawn_face
+from stylepuppet.animation.targets import Targets, build_targets, face_track
 from stylepuppet.config import AnimateConfig
 from stylepuppet.devices import torch_device
 from stylepuppet.errors import ConfigError, MediaError, NoFaceError
@@ -235,13 +235,17 @@ def _animate(cfg: AnimateConfig, driving: Path, folder: RunFolder, look_path: Pa
     gen = nets.generator
     obj = LandmarkObjective(nets.landmark_net, cfg.landmarks, heatmap_renderer=nets.heatmap_renderer, device=device)
     pending: tuple[FaceTrack | None, Targets] | None = None
-    framed = face = None
+    framed = None
     if not fresh and (out / TARGETS).exists():
         targets = read_work_file(out / TARGETS, Targets.load)
     else:
         framed = look_face(look_path, cfg, gen) if look_path is not None else None
         face = face_track(cfg, driving, out, track_path, not fresh, progress)
         targets = build_targets(cfg, nets, obj, face, driving, framed, device, progress, clock)
+        pending = (face if track_path is None else None, targets)
+        if not fresh:
+            _commit(folder, *pending, fresh, track_path)
+            pending = None
     t_count = len(targets.quads)
 
     anchor = None if targets.start is None else torch.from_numpy(targets.start)
@@ -253,13 +257,6 @@ def _animate(cfg: AnimateConfig, driving: Path, folder: RunFolder, look_path: Pa
                                       progress)
         anchor = look_latent.latent
         restore_noise(gen, look_latent.noise)
-        if face is not None:  # targets made in this call: laid on the face the generator drew
-            targets = on_drawn_face(targets, obj, gen, anchor, device)
-    if face is not None:
-        pending = (face if track_path is None else None, targets)
-        if not fresh:
-            _commit(folder, *pending, fresh, track_path)
-            pending = None
     look_target = None
     if nets.look is not None:
         assert targets.look is not None

@@ -14,15 +14,14 @@ Both are deterministic: a resumed run rebuilds the same targets.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from stylepuppet import atomic
-from stylepuppet.animation.look import LookFace, drawn_offset, face68, net_points
+from stylepuppet.animation.look import LookFace, face68, net_points
 from stylepuppet.animation.networks import Networks
 from stylepuppet.animation.start_face import choose_start_face
 from stylepuppet.animation.state import TRACK
@@ -32,7 +31,6 @@ from stylepuppet.face.align import face_outline, from_aligned, to_aligned
 from stylepuppet.face.motion import choose_reference, relative_motion, rigid_fit
 from stylepuppet.face.smoothing import gaussian_smooth
 from stylepuppet.face.track import FaceTrack, aligned_frames, track_video
-from stylepuppet.generators.interface import LatentGenerator
 from stylepuppet.images import to_tensor, to_unit
 from stylepuppet.landmarks.framing import box_from_points
 from stylepuppet.landmarks.net import LandmarkNet, jittered_points
@@ -142,25 +140,6 @@ def square_quads(quads: np.ndarray, size: int, linear: np.ndarray, shift: np.nda
     lo, hi = -0.5, size - 0.5
     corners = np.array([[lo, lo], [lo, hi], [hi, hi], [hi, lo]]) @ np.asarray(linear).T + shift
     return from_aligned(np.broadcast_to(corners, (len(quads), 4, 2)), quads, size)
-
-
-def on_drawn_face(targets: Targets, obj: LandmarkObjective, generator: LatentGenerator, latent: Tensor,
-                  device: torch.device) -> Targets:
-    """Keep-identity's relative targets moved from the look's landmarks onto those of its reconstruction, the
-    face the generator drew, so that the driver's motion starts from a face it can draw. Laid on the look's own
-    geometry, which it cannot draw exactly, the targets asked every frame for a change the look term and the
-    identity term opposed: on the DCGAN (landmark λ 1500) the first frame left the projection at once, dlib's
-    distance to the look going 0.29 → 0.66."""
-    if targets.points is None or targets.look is None:
-        return targets
-    offset = drawn_offset(obj, generator, latent.to(device), to_unit(to_tensor(targets.look, device)),
-                          torch.as_tensor(targets.centres[:1], device=device),
-                          torch.as_tensor(targets.sides[:1], device=device)).cpu().numpy()
-    points = targets.points + offset
-    faces68 = None if targets.faces68 is None else targets.faces68 + face68(obj, torch.from_numpy(offset)).numpy()
-    return replace(targets, points=points.astype(np.float32),
-                   faces68=None if faces68 is None else faces68.astype(np.float32),
-                   outlines=face_outline(points, obj.net.groups).astype(np.float32))
 
 
 def build_targets(cfg: AnimateConfig, nets: Networks, obj: LandmarkObjective, track: FaceTrack, driving: Path,
