@@ -12,12 +12,13 @@ frame's distance to the run's framed look.
 
 Budget: the issue's full proof (three looks on d0's 78 and d3's 80 frames) is ``benchmarks/bench_proof.py
 --looks 0,1,7 --clips d0,d3``, about 8 CPU-minutes a run, too much for CI. Measured on 2026-12-04 with the
-targets laid on the drawn face and the preset's identity term and latent filter (693 s wall on the shared
-2-core machine at load 6–10, evaluation included): correlation 0.668 against the walks' 95th percentile
-0.301; dlib's distance to the framed look median 0.516, max 0.643, 10 % of frames past 0.6; the look's
-reconstruction 0.234 from it. FaceNet, the second judge: median 0.885 to the look, 32 % of frames past its
-0.9. Asserted: correlation ≥ 0.5 and 0.3 above the walks; the median under dlib's 0.6 (the issue's 0.45 is
-not met), at most 35 % of frames past it; the reconstruction under the warning limit.
+targets on the look's own landmarks and the preset's identity term and latent filter (321 s wall, one
+process, load 2–3 beside two benchmark runs): correlation 0.741 against the walks' 95th percentile 0.003;
+dlib's distance to the framed look median 0.580, max 0.623, 28 % of frames past 0.6; the look's
+reconstruction 0.234 from it. FaceNet, the second judge: median 0.994 to the look, 80 % of frames past its
+0.9. (With the targets on the drawn face, reverted: 0.668, and 0.516 / 10 %.) Asserted: correlation ≥ 0.5
+and 0.3 above the walks; the median under dlib's 0.6 (the issue's 0.45 is not met), at most 35 % of frames
+past it; the reconstruction under the warning limit.
 """
 
 from __future__ import annotations
