@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from stylepuppet.errors import FolderInUseError, OutputError
-from stylepuppet.lock import command_line, exclusive, holding
+from stylepuppet.lock import command_line, exclusive, holding, released
 
 HOLD = """
 import sys, time
@@ -64,3 +64,20 @@ def test_exclusive_waits_for_the_holder(tmp_path):
         assert lock.exists()
     with exclusive(lock):  # released
         pass
+
+
+def test_released_waits_for_the_holder_and_clears_what_a_killed_one_left(tmp_path):
+    lock = tmp_path / ".lock"
+    assert released(lock, 0.0)  # no lock at all
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(lock)], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        start = time.monotonic()
+        assert not released(lock, 0.3)  # still held: gives up after the timeout
+        assert 0.3 <= time.monotonic() - start < 5 and lock.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert lock.exists()  # the killed holder's file ...
+    assert released(lock, 5.0) and not lock.exists()  # ... is free and removed

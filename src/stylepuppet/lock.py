@@ -117,3 +117,29 @@ def holding(lock: Path, what: str) -> Iterator[float]:
         with contextlib.suppress(OSError):
             lock.unlink()
         handle.close()
+
+
+def released(lock: Path, timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for the holder of ``lock`` (:func:`holding`) to let it go; True once it
+    is free, and the file a killed holder left behind is removed then. Ctrl-C of a batch uses it: Ray may call a
+    cancelled job finished before its worker has unwound, and shutting Ray down then would kill the worker with
+    its temporary files and lock file still in place."""
+    deadline = time.monotonic() + timeout
+    while fcntl is not None and lock.exists():
+        try:
+            handle = _try_lock(lock)
+        except FileNotFoundError:
+            return True
+        except OSError as exc:
+            if exc.errno in _UNSUPPORTED:
+                return True
+            raise
+        if handle is not None:
+            with contextlib.suppress(OSError):
+                lock.unlink()
+            handle.close()
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True

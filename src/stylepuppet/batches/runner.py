@@ -29,12 +29,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from stylepuppet.animation.folder import LOCK
 from stylepuppet.animation.outputs import OUTPUTS
 from stylepuppet.animation.run import animate
 from stylepuppet.batches.jobs import Job, plan_jobs
 from stylepuppet.batches.manifest import MANIFEST, JobRecord, read_manifest, write_manifest
 from stylepuppet.errors import ConfigError, StylePuppetError
 from stylepuppet.evaluation.report import Evaluation, evaluate_output
+from stylepuppet.lock import released
 
 #: How long Ctrl-C waits for cancelled jobs to unwind (remove their temporary files) before leaving.
 CANCEL_WAIT = 30.0
@@ -208,9 +210,11 @@ def run_batch(path: str | Path, out: str | Path, *, jobs: int | None = None, thr
     except KeyboardInterrupt:
         for ref in running:
             ray.cancel(ref)
+        deadline = time.monotonic() + CANCEL_WAIT
         ray.wait(list(running), num_returns=len(running), timeout=CANCEL_WAIT)
         for i in running.values():
             records[i].status = "interrupted"
+            released(out / plan[i].name / LOCK, deadline - time.monotonic())  # the worker has unwound
         write_manifest(out, path, records)
         raise
     finally:
