@@ -4,21 +4,22 @@ The look is seed 0 of ``digiface_dcgan64_G.pt`` upscaled to a 256² PNG (an imag
 latent); the driver is every second frame of d3's first 80 (40 frames, both of its mouth openings); the
 networks are the DCGAN in W, the MediaPipe mesh loss, the weights-free look loss (MS-SSIM + L1) and the
 dlib ResNet identity term (λ 1). ``stylepuppet animate`` projects the look first (the best of 64 random
-faces, then 150 steps), then runs 30 steps per frame with one jittered framing and landmark λ 1500 (at
-the preset's 300 the mouth did not move: correlation −0.03). Judged by ``stylepuppet.evaluate``, with
-what is in no loss or measured differently: dlib's 68 points for the mouth-opening correlation against
-10 random walks, and dlib's own pipeline (detector, alignment, descriptor on 256² frames) for each output
-frame's distance to the run's framed look.
+faces, then 150 steps), then runs 30 steps per frame with one jittered framing, landmark λ 1500 (at the
+preset's 300 the mouth did not move: correlation −0.03) and a pull to the look's latent of λ 1 (at the
+preset's 0.05 the latent walked as far from the look as another random face). Judged by
+``stylepuppet.evaluate``, with what is in no loss or measured differently: dlib's 68 points for the
+mouth-opening correlation against 10 random walks, and dlib's own pipeline (detector, alignment,
+descriptor on 256² frames) for each output frame's distance to the run's framed look.
 
 Budget: the issue's full proof (three looks on d0's 78 and d3's 80 frames) is ``benchmarks/bench_proof.py
---looks 0,1,7 --clips d0,d3``, about 8 CPU-minutes a run, too much for CI. Measured on 2026-12-04 with the
-targets on the look's own landmarks and the preset's identity term and latent filter (321 s wall, one
-process, load 2–3 beside two benchmark runs): correlation 0.741 against the walks' 95th percentile 0.003;
-dlib's distance to the framed look median 0.580, max 0.623, 28 % of frames past 0.6; the look's
-reconstruction 0.234 from it. FaceNet, the second judge: median 0.994 to the look, 80 % of frames past its
-0.9. (With the targets on the drawn face, reverted: 0.668, and 0.516 / 10 %.) Asserted: correlation ≥ 0.5
-and 0.3 above the walks; the median under dlib's 0.6 (the issue's 0.45 is not met), at most 35 % of frames
-past it; the reconstruction under the warning limit.
+--looks 0,1,7 --clips d0,d3``, about 4 CPU-minutes a run, too much for CI. Measured on 2026-12-04 (122 s
+wall, one process, load 2 beside one benchmark run): correlation 0.709 against the walks' 95th percentile
+0.406; dlib's distance to the framed look median 0.485, max 0.598, no frame past 0.6; the look's
+reconstruction 0.229 from it. FaceNet, the second judge: median 0.843 to the look, 30 % of frames past its
+0.9. (At fidelity λ 0.05: 0.741 against walks of 0.003, and 0.580 / 28 % of frames past 0.6.) Asserted:
+correlation ≥ 0.5 and 0.2 above the walks (their percentile moves with the output's step sizes: 0.003 and
+0.406 on these two runs); the median at most 0.55 (the issue's 0.45 is not met), at most 10 % of frames past
+0.6; the reconstruction under the warning limit.
 """
 
 from __future__ import annotations
@@ -43,9 +44,9 @@ LOOK_SEED, LOOK_SIZE = 0, 256
 #: d3's first 80 frames, every second one
 CLIP, CLIP_FRAMES, STRIDE = "d3", 80, 2
 #: least mouth correlation, least margin over the walks' 95th percentile
-CORRELATION, MARGIN = 0.5, 0.3
+CORRELATION, MARGIN = 0.5, 0.2
 #: most median identity distance to the look, most share of frames past dlib's same-person distance
-MEDIAN_DISTANCE, SHARE_OVER = SAME_PERSON_DISTANCE, 0.35
+MEDIAN_DISTANCE, SHARE_OVER = 0.55, 0.1
 
 
 def render_look(network: Path, folder: Path) -> Path:
@@ -76,7 +77,8 @@ def test_the_look_keeps_its_identity_while_its_mouth_follows(media_dir: Path, mo
     code = run(["animate", "--look", str(look), "--driving", str(driving), "--network", str(network),
                 "--space", "w", "--look-loss", "msssim",
                 "--landmark-net", "mesh", "--landmark-weights", str(models_dir / "face_landmark.tflite"),
-                "--lambda-landmark", "1500", "--lambda-identity", "1", "--start-candidates", "64",
+                "--lambda-landmark", "1500", "--lambda-identity", "1", "--lambda-fidelity", "1",
+                "--start-candidates", "64",
                 "--steps-first", "150", "--steps", "30",
                 "--jitter", "1", "--subframes", "1", "--quiet", "-o", str(out)])
     assert code == 0, capsys.readouterr().err

@@ -79,3 +79,13 @@ def test_a_projection_into_a_folder_in_use_is_refused_in_one_line(media_dir, tmp
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("error: ") and f"pid {os.getpid()}" in err
     assert not (out / "look_latent.npz").exists()
+
+
+def test_the_frames_fidelity_weight_does_not_move_the_projection(projected, media_dir, tmp_path):
+    """The frames' λ4 pulls to the look's latent; the projection's pull to its start candidate stays light, so
+    a strong frame pull does not leave the look half drawn."""
+    out = tmp_path / "pulled"
+    assert run(["project", str(media_dir / "s1.jpg"), *FAST, "--lambda-identity", "0.5", "--lambda-fidelity", "3",
+                "-o", str(out)]) == 0
+    assert np.array_equal(LookLatent.load(out / "look_latent.npz").latent,
+                          LookLatent.load(projected / "look_latent.npz").latent)

@@ -33,7 +33,7 @@ from torch import Tensor
 from stylepuppet import atomic, weights
 from stylepuppet.animation.networks import Networks
 from stylepuppet.animation.state import snapshot_noise
-from stylepuppet.config import AnimateConfig
+from stylepuppet.config import AnimateConfig, LossWeights
 from stylepuppet.errors import ConfigError, LookWarning, MediaError
 from stylepuppet.face.align import align_crop, ffhq_quad, to_aligned
 from stylepuppet.face.detect import LandmarkDetector, detect_image, make_detector
@@ -55,6 +55,9 @@ DETECT_SIZE = 256
 #: A reconstruction whose identity distance to the look (dlib's metric, plain framing) exceeds this is a
 #: face the generator cannot draw: animating it gives another person (warned before frame 0).
 LOOK_DISTANCE_LIMIT = 0.45
+#: The projection's fidelity λ: its pull to the start candidate stays light whatever the frames' λ (a pull
+#: of 0.5 there left a reconstruction at 0.63, docs/keep-identity.md).
+PROJECTION_FIDELITY = LossWeights().fidelity
 LAYOUT_FORMAT = 1
 
 
@@ -250,8 +253,9 @@ def project_look(cfg: AnimateConfig, nets: Networks, obj: LandmarkObjective, loo
     identity = None if chip is None or nets.identity is None else IdentityObjective.of_face(nets.identity, image01,
                                                                                            chip, cfg.seed)
     look_target = None if nets.look is None else nets.look.prepare(to_tensor(look.image, device))
-    # the look alone: no landmark or smoothness term
-    loss = dataclasses.replace(cfg.loss, landmark=0.0, smoothness=0.0)
+    # the look alone: no landmark or smoothness term, and the default pull to the start candidate (the frames'
+    # fidelity λ weighs a pull to the look's latent, a different job)
+    loss = dataclasses.replace(cfg.loss, landmark=0.0, smoothness=0.0, fidelity=PROJECTION_FIDELITY)
     targets = FrameTargets(centre, side, face68=chip)
     start = None
     if cfg.start_candidates > 0:
