@@ -81,7 +81,9 @@ class LossWeights:
     look: float = _spec(1.0, lo=0, flag="lambda-look", help="λ1: look (LPIPS / MS-SSIM) weight.")
     landmark: float = _spec(0.1, lo=0, flag="lambda-landmark", help="λ2: landmark weight.")
     smoothness: float = _spec(0.05, lo=0, flag="lambda-smoothness", help="λ3: ‖w_i − w_{i−1}‖ weight.")
-    fidelity: float = _spec(0.05, lo=0, flag="lambda-fidelity", help="λ4: ‖w − w_avg‖ weight.")
+    fidelity: float = _spec(0.05, lo=0, flag="lambda-fidelity",
+                            help="λ4: each frame's pull to its anchor latent (the look's projection, the start face, "
+                                 "or the mean).")
     noise: float = _spec(1e5, lo=0, flag="lambda-noise", help="Noise regularisation weight (frame 0).")
     identity: float = _spec(0.0, lo=0, flag="lambda-identity",
                             help="λ5: identity weight (face-descriptor distance to the look, or to the start face).")
