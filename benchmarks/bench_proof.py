@@ -63,7 +63,7 @@ from stylepuppet.animation.render import smooth_latents
 from stylepuppet.animation.run import animate
 from stylepuppet.animation.state import STATE, TARGETS, RunState
 from stylepuppet.animation.targets import READ_FRAMINGS, READ_SCALE, READ_SHIFT, Targets, _framing, driver_points
-from stylepuppet.config import config_from_dict, resolve_config
+from stylepuppet.config import DCGAN_KEEP_IDENTITY, config_from_dict, resolve_config
 from stylepuppet.evaluation.measures import SAME_PERSON_DISTANCE, pearson
 from stylepuppet.evaluation.report import evaluate_output
 from stylepuppet.face.align import to_aligned
@@ -95,14 +95,9 @@ MOST_LOOK_MEDIAN, MOST_LOOK_OVER = 0.45, 0.05
 #: What a run's figures are cached under in its folder (recomputed when absent).
 FIGURES = "proof.json"
 CHAIN = "chain.json"
-#: keep-identity on the DCGAN + mesh (over the keep-identity preset), the CI proof's settings: one latent for all
-#: layers, the weights-free look loss, a landmark weight at which the mouth moves against the look term's pull
-#: (300, the preset's, kept it shut), the look projected from the best of 64 random faces, 30 steps a frame with
-#: one jittered framing, and a pull to the look's latent of 1 (the preset's 0.05 let the latent walk 12–14 from
-#: it; 2 held the identity a little better and lost d3's mouth on two looks: docs/keep-identity.md).
-KEEP_IDENTITY = {"space": "w", "look_loss": "msssim", "loss.landmark": 1500.0, "loss.fidelity": 1.0,
-                 "start_candidates": 64, "schedule.steps_first": 150, "schedule.steps": 30,
-                 "landmarks.jitter_count": 1}
+#: keep-identity on the DCGAN + mesh, the CI proof's settings: one latent for all layers, the weights-free look loss
+#: and the settings measured for this generator (:data:`stylepuppet.config.DCGAN_KEEP_IDENTITY`).
+KEEP_IDENTITY = {"space": "w", "look_loss": "msssim", **DCGAN_KEEP_IDENTITY}
 LOOK_SIZE = 256
 LINKS = ("driver dlib", "driver mesh", "smoothed", "targets", "output mesh", "filtered", "output dlib")
 

@@ -55,6 +55,14 @@ Detector = Literal["dlib", "fan"]
 PasteInto = Literal["look", "driving"]
 
 PRESETS = ("seed", "fast", "keep-identity", "free", "free-fast", "quick")
+#: Keep-identity on the 64² DigiFace DCGAN with the face mesh, over the keep-identity preset (measured on real faces,
+#: docs/keep-identity.md; the CI proof's settings): a landmark weight at which the mouth moves against the look
+#: term's pull (the preset's 300 kept it shut), the look projected from the best of 64 random faces, 30 steps a
+#: frame with one jittered framing, and a pull to the look's latent of 1 (the preset's 0.05 let the latent walk
+#: 12–14 from it; 2 held the identity a little better and lost d3's mouth on two looks).
+DCGAN_KEEP_IDENTITY: dict[str, object] = {"loss.landmark": 1500.0, "loss.fidelity": 1.0, "start_candidates": 64,
+                                          "schedule.steps_first": 150, "schedule.steps": 30,
+                                          "landmarks.jitter_count": 1}
 #: Seeds are numpy RandomState seeds (NVIDIA's choice for z), which take [0, 2**32).
 MAX_SEED = 2**32 - 1
 

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from stylepuppet.animation.state import STATE, RunState
-from stylepuppet.config import resolve_config
+from stylepuppet.config import DCGAN_KEEP_IDENTITY, resolve_config
 from stylepuppet.ui import choices
 from stylepuppet.ui.app import optional_number, overrides_of
 from stylepuppet.ui.jobs import RUN_TOML, Job, RunRequest, prepare_folder, resume_command, run_toml, session_folder
@@ -62,7 +62,7 @@ def test_prepare_folder_keeps_copies_of_the_inputs_and_says_how_to_resume(media_
 
 
 def test_page_fields_become_config_keys_and_bad_numbers_are_named(offline_engine):
-    keys = overrides_of(offline_engine, "free", 3, 0, {"look": "", "landmark": " 250 ", "smoothness": None,
+    keys = overrides_of(offline_engine, "free", "", 3, 0, {"look": "", "landmark": " 250 ", "smoothness": None,
                                                         "fidelity": "0.5"}, " mouth=5 ", "6", "")
     assert keys == {**offline_engine.overrides, "mode": "free", "max_frames": 3, "start": 0,
                     "schedule.steps_first": 6, "loss.landmark": 250.0, "loss.fidelity": 0.5,
@@ -71,6 +71,22 @@ def test_page_fields_become_config_keys_and_bad_numbers_are_named(offline_engine
         optional_number("abc", float, "λ look")
     with pytest.raises(ValueError, match="steps, later frames: must be 0 or more"):
         optional_number("-2", int, "steps, later frames")
+
+
+def test_keep_identity_on_the_offline_engine_runs_the_settings_measured_for_the_dcgan(offline_engine):
+    def config(preset: str, landmark: str = ""):
+        keys = overrides_of(offline_engine, "keep-identity", preset, 3, None,
+                            {"look": "", "landmark": landmark, "smoothness": "", "fidelity": ""}, "", "", "")
+        return resolve_config(preset or None, None, keys)
+
+    own = config("")
+    assert (own.preset, own.loss.landmark, own.loss.fidelity, own.schedule.steps) == ("keep-identity", 1500.0, 1.0, 30)
+    assert own.start_candidates == 64 and own.landmarks.jitter_count == 1
+    assert config("", landmark="700").loss.landmark == 700.0  # the page's fields still win
+    named = config("keep-identity")  # a preset picked by name runs as it is
+    assert (named.loss.landmark, named.loss.fidelity) == (300.0, 0.05)
+    free = overrides_of(offline_engine, "free", "", 3, None, {}, "", "", "")
+    assert not set(DCGAN_KEEP_IDENTITY) & set(free)  # free mode's own preset is the one tuned on the DCGAN
 
 
 def test_networks_on_offer(tmp_path, cache, models_dir):

@@ -71,17 +71,19 @@ def optional_number(text: Any, kind: type, what: str) -> Any:
     return value
 
 
-def overrides_of(engine: Engine, mode: str, frames: Any, start: Any, lambdas: dict[str, Any], groups: str,
-                 steps_first: Any, steps: Any) -> dict[str, Any]:
-    """Dotted config keys from the page's fields (empty fields leave the preset's value)."""
-    found: dict[str, Any] = {
-        **engine.overrides, "mode": mode, "max_frames": optional_number(frames, int, "frames"),
+def overrides_of(engine: Engine, mode: str, preset: str, frames: Any, start: Any, lambdas: dict[str, Any],
+                 groups: str, steps_first: Any, steps: Any) -> dict[str, Any]:
+    """Dotted config keys from the page's fields (empty fields leave the preset's value); under the mode's own
+    preset (``preset`` empty) the engine's settings tuned for the mode come first."""
+    fields: dict[str, Any] = {
+        "mode": mode, "max_frames": optional_number(frames, int, "frames"),
         "start": optional_number(start, int, "first driving frame"),
         "schedule.steps_first": optional_number(steps_first, int, "steps, first frame"),
         "schedule.steps": optional_number(steps, int, "steps, later frames"),
         "landmarks.groups": groups.strip() or None}
-    found.update({f"loss.{name}": optional_number(value, float, f"λ {name}") for name, value in lambdas.items()})
-    return {k: v for k, v in found.items() if v is not None}
+    fields.update({f"loss.{name}": optional_number(value, float, f"λ {name}") for name, value in lambdas.items()})
+    tuned = {} if preset else engine.tuned.get(mode, {})
+    return {**engine.overrides, **tuned, **{k: v for k, v in fields.items() if v is not None}}
 
 
 class Studio:
@@ -146,7 +148,7 @@ class Studio:
             raise ValueError("; ".join(problems))
         engine = next(e for e in self.engines if e.label == engine_label)
         return RunRequest(Path(driving), Path(look) if mode == "keep-identity" and look else None, preset or None,
-                          overrides_of(engine, mode, **overrides), evaluate)
+                          overrides_of(engine, mode, preset, **overrides), evaluate)
 
     async def run(self, look: str | None, driving: str | None, mode: str, preset: str, engine_label: str,
                   frames: Any, start: Any, lambda_look: Any, lambda_landmark: Any, lambda_smoothness: Any,
@@ -248,7 +250,8 @@ class Studio:
             with gr.Row():
                 mode = gr.Radio(list(MODES), value="keep-identity", label="Mode",
                                 info="free: no look image, the generator's own face")
-                preset = gr.Dropdown([("the mode's own", ""), *[(p, p) for p in PRESETS]], value="", label="Preset")
+                preset = gr.Dropdown([("the mode's own", ""), *[(p, p) for p in PRESETS]], value="", label="Preset",
+                                     info="the mode's own: its preset with the settings measured for the networks")
                 engine = gr.Dropdown([e.label for e in self.engines], value=default_engine, label="Networks")
             with gr.Accordion("Advanced", open=False):
                 with gr.Row():

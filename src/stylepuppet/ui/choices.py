@@ -7,10 +7,11 @@ in the cache), so a run started from the page never stalls on a download it cann
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from stylepuppet import weights
+from stylepuppet.config import DCGAN_KEEP_IDENTITY
 
 #: The workplace's shared folder (sample media, offline networks): ``shared/`` beside the repository.
 SHARED = Path(__file__).resolve().parents[3].parent / "shared"
@@ -20,11 +21,16 @@ SAMPLE_IMAGES, SAMPLE_CLIPS = (".jpg", ".jpeg", ".png"), (".mp4",)
 
 @dataclass(frozen=True)
 class Engine:
-    """A generator with the landmark net and look loss that go with it, as animate config keys."""
+    """A generator with the landmark net and look loss that go with it, as animate config keys.
+
+    ``tuned``: per mode, the settings measured for this generator, laid over the mode's own preset (a preset
+    the user picks by name is run as it is).
+    """
 
     label: str
     overrides: dict[str, object]
     offline: bool  # everything it needs was on disk before any download (shared/models)
+    tuned: dict[str, dict[str, object]] = field(default_factory=dict)
 
 
 def _cached(name: str) -> str | None:
@@ -51,7 +57,8 @@ def engines(shared: Path = SHARED) -> list[Engine]:
         found.append(Engine(
             "DCGAN 64² (DigiFace) + face mesh — works offline",
             {"network": str(models / DCGAN_FILE), "space": "w", "landmarks.net": "mesh",
-             "landmarks.weights": mesh, "look_loss": "msssim"}, offline=True))
+             "landmarks.weights": mesh, "look_loss": "msssim"}, offline=True,
+            tuned={"keep-identity": DCGAN_KEEP_IDENTITY}))
     return found
 
 
