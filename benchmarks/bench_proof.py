@@ -1,10 +1,11 @@
 """The proof on real faces as one table: free or keep-identity mode on seven clips, judged by dlib (issues 12, 13).
 
 Free preset, the 64² DigiFace DCGAN with the MediaPipe mesh loss, the first 80 frames of each of the
-seven clips in ``../shared/media`` (d0, d3, d11, d12, d13, d18, d20) at start seed 0, plus d0 and d3
-at seeds 1 and 2. Each run is an ordinary ``animate`` run in its own folder (so an interrupted table
-resumes, and a finished run is judged again only if its figures are missing), in ``--jobs`` worker
-processes of one torch thread each. Each run is judged with the project's dlib evaluation
+seven clips in ``../shared/media`` (d0, d3, d11, d12, d13, d18, d20) at seed 0, plus d0 and d3 at
+seeds 1 and 2 (the start face depends on the driver alone, so these vary the optimisation's randomness).
+Each run is an ordinary ``animate`` run in its own folder (so an interrupted table resumes, and a
+finished run is judged again only if its figures are missing), in ``--jobs`` worker processes of one
+torch thread each. Each run is judged with the project's dlib evaluation
 (:func:`stylepuppet.evaluation.evaluate_output`, 10 random walks) and the table gives, per run:
 
 * the mouth-opening correlation with the driver and the random walks' median / 95th percentile;
@@ -81,7 +82,7 @@ from stylepuppet.video import write_png
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 CLIPS = ("d0", "d3", "d11", "d12", "d13", "d18", "d20")
-#: Clips also run at the extra start seeds (the start face is chosen with the seed).
+#: Clips also run at the extra seeds.
 SEEDED_CLIPS = ("d0", "d3")
 EXTRA_SEEDS = (1, 2)
 FRAMES, QUICK_FRAMES = 80, 40
@@ -312,7 +313,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_FRAMES} frames per clip instead of {FRAMES}")
     parser.add_argument("--frames", type=int, help="frames per clip (overrides --quick)")
     parser.add_argument("--clips", default=",".join(CLIPS), help="comma-separated clip names (default: all seven)")
-    parser.add_argument("--seeds", help="comma-separated start seeds for every clip (default: 0, and 1, 2 on d0, d3 "
+    parser.add_argument("--seeds", help="comma-separated run seeds for every clip (default: 0, and 1, 2 on d0, d3 "
                                         "in free mode)")
     parser.add_argument("--looks", help="keep-identity mode: comma-separated DCGAN seeds of the look images "
                                         "(default: free mode), e.g. 0,1,7")

@@ -216,8 +216,9 @@ class AnimateConfig:
     """Everything that decides the result of ``stylepuppet animate`` (see the module docstring).
 
     ``start_candidates``: in free mode frame 0 starts from the best of this many random latents, the
-    face whose neutral shape is nearest the driver's reference frame (:mod:`stylepuppet.animation.start_face`),
-    and the fidelity term pulls towards it; in keep-identity mode the look's projection starts from the
+    face whose neutral shape is nearest the driver's reference frame (:mod:`stylepuppet.animation.start_face`;
+    the same candidates whatever ``seed``, so the face depends on the driver alone), and the fidelity term
+    pulls towards it; in keep-identity mode the look's projection starts from the
     candidate nearest the look (look and identity terms; :mod:`stylepuppet.animation.look`). 0 starts from
     the generator's mean latent.
     ``start_rehearsal`` (free mode, with candidates): this many of the best candidates each rehearse
@@ -276,7 +277,8 @@ class AnimateConfig:
     start_rehearsal_steps: int | None = _spec(None, lo=1)
     start_presence: bool = False
     start_rehearse_lips: bool = False
-    seed: int = _spec(0, lo=0, hi=MAX_SEED, flag="seed", help="Random seed (runs are deterministic on CPU).")
+    seed: int = _spec(0, lo=0, hi=MAX_SEED, flag="seed",
+                      help="Random seed (runs are deterministic on CPU); free mode's start face does not depend on it.")
     device: Device = _spec("cpu", flag="device", help="Device the networks run on.")
     start: int = _spec(0, lo=0, flag="start", help="First driving frame.")
     end: int | None = _spec(None, lo=1, flag="end", help="Driving frame to stop before.")

@@ -297,3 +297,18 @@ def test_the_start_face_is_the_candidate_whose_rehearsal_went_furthest(models_di
     with torch.no_grad():
         own = obj.points(to_unit(G.render(face.latent[None])), face.centre, face.side)[0]
     assert torch.allclose(face.points, own)
+
+
+def test_the_start_face_depends_on_the_driver_not_on_the_runs_seed(models_dir: Path) -> None:
+    G, mesh, obj = _dcgan_and_mesh(models_dir)
+    cfg = dataclasses.replace(preset("free"), start_candidates=16, start_rehearsal=2, start_rehearsal_steps=2)
+    centre, side = np.array([[32.0, 36.0]]), np.array([60.0])
+    with torch.no_grad():
+        face = obj.points(to_unit(G.render(G.candidate_latents(1, torch.Generator().manual_seed(3)))),
+                          torch.as_tensor(centre, dtype=torch.float32), torch.as_tensor(side, dtype=torch.float32))
+    driver = face.numpy().repeat(2, axis=0)
+    driver[1, mesh.groups["inner_lip"], 1] += 1.5
+    first, other = (choose_start_face(dataclasses.replace(cfg, seed=seed), G, obj, driver, 0, centre, side,
+                                      torch.device("cpu")) for seed in (0, 7))
+    assert torch.equal(first.latent, other.latent) and torch.equal(first.points, other.points)
+
