@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from stylepuppet.animation import start_face
+from stylepuppet.animation.look import face68
 from stylepuppet.animation.start_face import (
     CLEAREST_SHARE,
     MOUTH_RING_SCALES,
@@ -30,6 +31,8 @@ from stylepuppet.animation.start_face import (
 )
 from stylepuppet.config import LandmarkConfig, LossWeights, Schedule, preset
 from stylepuppet.generators.loader import load_latent_generator
+from stylepuppet.identity.dlib_resnet import untrained_dlib_resnet
+from stylepuppet.identity.net import IdentityNet
 from stylepuppet.images import to_unit
 from stylepuppet.landmarks.mesh import load_mesh
 from stylepuppet.landmarks.scheme import GROUPS
@@ -312,3 +315,36 @@ def test_the_start_face_depends_on_the_driver_not_on_the_runs_seed(models_dir: P
                                       torch.device("cpu")) for seed in (0, 7))
     assert torch.equal(first.latent, other.latent) and torch.equal(first.points, other.points)
 
+
+def test_each_face_rehearses_with_the_identity_term_to_itself_as_the_run_will(models_dir: Path, monkeypatch) -> None:
+    G, mesh, obj = _dcgan_and_mesh(models_dir)
+    cfg = dataclasses.replace(preset("free"), start_candidates=64, start_rehearsal=3)
+    assert cfg.loss.identity > 0 and cfg.start_rehearse_lips
+    centre, side = np.array([[32.0, 36.0]]), np.array([60.0])
+    with torch.no_grad():
+        face = obj.points(to_unit(G.render(G.candidate_latents(1, torch.Generator().manual_seed(3)))),
+                          torch.as_tensor(centre, dtype=torch.float32), torch.as_tensor(side, dtype=torch.float32))
+    driver = face.numpy().repeat(2, axis=0)
+    driver[1, mesh.groups["inner_lip"], 1] += 1.5
+    calls: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def fake_share(generator, obj, projector, start, targets, seed):
+        assert projector.identity is not None, "the rehearsal left out the run's identity term"
+        assert torch.equal(targets.face68, face68(obj, targets.points))
+        calls.append((start, projector.identity.reference))
+        return 0.5
+
+    monkeypatch.setattr(start_face, "rehearsal_share", fake_share)
+    choose_start_face(cfg, G, obj, driver, 0, centre, side, torch.device("cpu"),
+                      identity_net=IdentityNet(untrained_dlib_resnet("tiny")))
+    faces: list[tuple[torch.Tensor, list[torch.Tensor]]] = []  # each face with the references it rehearsed with
+    for start, reference in calls:
+        same = [refs for f, refs in faces if torch.equal(f, start)]
+        if same:
+            same[0].append(reference)
+        else:
+            faces.append((start, [reference]))
+    assert len(faces) == 3 and all(len(refs) == 2 for _, refs in faces)  # the most expressive and widest frames
+    assert all(torch.equal(*refs) for _, refs in faces)
+    firsts = [refs[0] for _, refs in faces]
+    assert not torch.allclose(firsts[0], firsts[1]) and not torch.allclose(firsts[1], firsts[2])

@@ -180,7 +180,7 @@ def build_targets(cfg: AnimateConfig, nets: Networks, obj: LandmarkObjective, tr
             base_centre, base_side = look_centre.cpu().numpy(), look_side.cpu().numpy()
         else:  # free: the generator's start face (rendered before any noise is optimised)
             face = choose_start_face(cfg, nets.generator, obj, driver, ref, centres[ref:ref + 1], sides[ref:ref + 1],
-                                     device, progress, clock)
+                                     device, progress, clock, nets.identity)
             start_latent = face.latent
             base_centre, base_side, base_points = face.centre.cpu().numpy(), face.side.cpu().numpy(), face.points[None]
         points = relative_motion(driver, base_points[0].cpu().numpy(), ref, groups=groups,
