@@ -261,17 +261,22 @@ def test_a_rehearsal_tells_a_face_that_follows_from_one_that_cannot(models_dir: 
     assert stuck == pytest.approx(1.0)
 
 
+def _still_driver(G, obj: LandmarkObjective, frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A driver that holds one generated face's points for ``frames`` frames, with its framing (centre, side)."""
+    centre, side = np.array([[32.0, 36.0]]), np.array([60.0])
+    with torch.no_grad():
+        face = obj.points(to_unit(G.render(G.candidate_latents(1, torch.Generator().manual_seed(3)))),
+                          torch.as_tensor(centre, dtype=torch.float32), torch.as_tensor(side, dtype=torch.float32))
+    return face.numpy().repeat(frames, axis=0), centre, side
+
+
 @pytest.mark.parametrize(("lips", "rehearsal_steps"), [(False, None), (True, None), (False, 7)])
 def test_the_start_face_is_the_candidate_whose_rehearsal_went_furthest(models_dir: Path, monkeypatch, lips: bool,
                                                                        rehearsal_steps: int | None) -> None:
     G, mesh, obj = _dcgan_and_mesh(models_dir)
     cfg = dataclasses.replace(preset("free"), start_candidates=64, start_rehearsal=3,  # 16 steady, 8 present, 4 clear
                               start_presence=True, start_rehearse_lips=lips, start_rehearsal_steps=rehearsal_steps)
-    centre, side = np.array([[32.0, 36.0]]), np.array([60.0])
-    with torch.no_grad():
-        face = obj.points(to_unit(G.render(G.candidate_latents(1, torch.Generator().manual_seed(3)))),
-                          torch.as_tensor(centre, dtype=torch.float32), torch.as_tensor(side, dtype=torch.float32))
-    driver = face.numpy().repeat(3, axis=0)
+    driver, centre, side = _still_driver(G, obj, 3)
     driver[2, mesh.groups["inner_lip"], 1] += 1.5
     lowest = mesh.groups["inner_lip"][int(np.argmax(driver[0, mesh.groups["inner_lip"], 1]))]
     driver[1, lowest, 1] += 2.0  # the widest-open mouth, a smaller change of shape than frame 2's
@@ -305,11 +310,7 @@ def test_the_start_face_is_the_candidate_whose_rehearsal_went_furthest(models_di
 def test_the_start_face_depends_on_the_driver_not_on_the_runs_seed(models_dir: Path) -> None:
     G, mesh, obj = _dcgan_and_mesh(models_dir)
     cfg = dataclasses.replace(preset("free"), start_candidates=16, start_rehearsal=2, start_rehearsal_steps=2)
-    centre, side = np.array([[32.0, 36.0]]), np.array([60.0])
-    with torch.no_grad():
-        face = obj.points(to_unit(G.render(G.candidate_latents(1, torch.Generator().manual_seed(3)))),
-                          torch.as_tensor(centre, dtype=torch.float32), torch.as_tensor(side, dtype=torch.float32))
-    driver = face.numpy().repeat(2, axis=0)
+    driver, centre, side = _still_driver(G, obj, 2)
     driver[1, mesh.groups["inner_lip"], 1] += 1.5
     first, other = (choose_start_face(dataclasses.replace(cfg, seed=seed), G, obj, driver, 0, centre, side,
                                       torch.device("cpu")) for seed in (0, 7))
@@ -320,11 +321,7 @@ def test_each_face_rehearses_with_the_identity_term_to_itself_as_the_run_will(mo
     G, mesh, obj = _dcgan_and_mesh(models_dir)
     cfg = dataclasses.replace(preset("free"), start_candidates=64, start_rehearsal=3)
     assert cfg.loss.identity > 0 and cfg.start_rehearse_lips
-    centre, side = np.array([[32.0, 36.0]]), np.array([60.0])
-    with torch.no_grad():
-        face = obj.points(to_unit(G.render(G.candidate_latents(1, torch.Generator().manual_seed(3)))),
-                          torch.as_tensor(centre, dtype=torch.float32), torch.as_tensor(side, dtype=torch.float32))
-    driver = face.numpy().repeat(2, axis=0)
+    driver, centre, side = _still_driver(G, obj, 2)
     driver[1, mesh.groups["inner_lip"], 1] += 1.5
     calls: list[tuple[torch.Tensor, torch.Tensor]] = []
 
