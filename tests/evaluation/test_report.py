@@ -9,7 +9,7 @@ import torch
 from stylepuppet.evaluation import evaluate_run, facenet, write_side_by_side
 from stylepuppet.evaluation.facenet import SAME_PERSON_DISTANCE as FACENET_SAME_PERSON
 from stylepuppet.evaluation.facenet import load_facenet
-from stylepuppet.evaluation.figures import render_frames
+from stylepuppet.evaluation.figures import drift, render_frames
 from stylepuppet.evaluation.judge import DlibJudge
 from stylepuppet.evaluation.measures import SAME_PERSON_DISTANCE, landmark_jitter, pearson
 from stylepuppet.evaluation.panels import BACKGROUND, MARGIN, PANEL, face_window, output_panel, picture_box
@@ -41,8 +41,23 @@ def test_figures_are_consistent(run):
     assert ev.identity_distance[first] == 0
     assert np.isfinite(ev.output_jitter) or ev.output.missed > 0
     text = "\n".join(ev.lines())
-    for word in ("correlation", "random walks (3", "identity drift", "jitter"):
+    for word in ("correlation", "random walks (3", "identity drift", "the driver's own identity drift, dlib", "jitter"):
         assert word in text
+
+
+def test_the_drivers_own_drift_is_its_descriptors_distance_to_its_first(run):
+    *_, ev, _ = run
+    own = ev.identity[0].driver_to_first
+    descriptors = ev.driver.descriptors
+    assert own.shape == (6,) and descriptors.shape == (6, 128)
+    np.testing.assert_allclose(own, np.linalg.norm(descriptors - descriptors[0], axis=1))
+    assert own[0] == 0 and 0 < own[1:].max() < SAME_PERSON_DISTANCE  # one person, moving its mouth
+
+
+def test_drift_is_measured_from_the_first_frame_with_a_face():
+    vectors = np.array([[np.nan, np.nan], [1.0, 0.0], [1.0, 2.0], [np.nan, np.nan]])
+    np.testing.assert_array_equal(drift(vectors), [np.nan, 0.0, 2.0, np.nan])
+    assert np.isnan(drift(np.full((3, 2), np.nan))).all()
 
 
 def test_side_by_side_video_decodes(run, tmp_path):
@@ -144,7 +159,8 @@ def test_identity_is_judged_by_dlib_and_facenet_each_with_its_line(run):
                                                              ("FaceNet", FACENET_SAME_PERSON)]
     assert ev.identity_distance is ev.identity[0].to_first
     for judged in ev.identity:
-        assert judged.to_first.shape == judged.to_look.shape == (3,)
+        assert judged.to_first.shape == judged.to_look.shape == judged.driver_to_first.shape == (3,)
+        assert judged.driver_to_first[0] == 0 and np.isfinite(judged.driver_to_first).all()
         # the look is output frame 1, whose points the clip's box fitted: near it, not exactly on it
         assert judged.to_first[0] == 0 and judged.to_look[1] < 0.1 * judged.threshold
         assert judged.to_first[2] > judged.to_first[1] > 0.1 * judged.threshold  # the faces change along the walk
@@ -152,6 +168,7 @@ def test_identity_is_judged_by_dlib_and_facenet_each_with_its_line(run):
     for judge, limit in (("dlib", SAME_PERSON_DISTANCE), ("FaceNet", FACENET_SAME_PERSON)):
         assert f"identity drift, {judge} (distance to the first frame; same person < {limit}): median" in text
         assert f"identity to the look image, {judge} (same person < {limit}): median" in text
+        assert f"the driver's own identity drift, {judge} (a real person's, for scale): median" in text
 
 
 def test_without_facenet_the_evaluation_says_so_in_one_line(monkeypatch):

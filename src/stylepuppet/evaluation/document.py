@@ -62,7 +62,8 @@ def _summary(distance: np.ndarray | None, threshold: float) -> dict[str, float] 
 
 def _identity_figures(judged: Identity) -> dict[str, Any]:
     return {"same_person_below": judged.threshold, "to_first": _summary(judged.to_first, judged.threshold),
-            "to_look": _summary(judged.to_look, judged.threshold)}
+            "to_look": _summary(judged.to_look, judged.threshold),
+            "driver_to_first": _summary(judged.driver_to_first, judged.threshold)}
 
 
 def report_data(evaluation: Evaluation, terms: Mapping[str, np.ndarray], cfg: AnimateConfig, *,
@@ -88,7 +89,8 @@ def report_data(evaluation: Evaluation, terms: Mapping[str, np.ndarray], cfg: An
             "driver_mouth_ratio": ev.driver_ratio,
             "output_mouth_ratio": ev.output_ratio,
             "walk_correlations": ev.walk_correlations,
-            "identity": {judged.judge: {"to_first": judged.to_first, "to_look": judged.to_look}
+            "identity": {judged.judge: {"to_first": judged.to_first, "to_look": judged.to_look,
+                                        "driver_to_first": judged.driver_to_first}
                          for judged in ev.identity},
             "output_jitter": jitter_series(ev.output.points),
             "driver_jitter": jitter_series(ev.driver.points),
@@ -128,7 +130,8 @@ def report_plots(evaluation: Evaluation, terms: Mapping[str, np.ndarray], driver
              plots.png_bytes(plots.loss_plot(terms, start))),
         Plot("Identity", "Distance of each output frame's face to the first output frame's (drift)"
              f"{' and to the look image' if any(j.to_look is not None for j in ev.identity) else ''}, "
-             f"by {_judges(ev.identity)}; below its dashed line a judge calls two faces the same person.",
+             f"by {_judges(ev.identity)}; below its dashed line a judge calls two faces the same person. "
+             "The driver's own drift, a real person's as they talk, is the scale to read the output's against.",
              plots.png_bytes(plots.identity_plot(ev.identity, start))),
         Plot("Landmark jitter", "How far each frame's 68 dlib points sit off the midpoint of their neighbours, in "
              "inter-ocular distances: shaking, not motion (a steady or evenly moving face scores 0).",

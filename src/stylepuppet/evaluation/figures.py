@@ -46,32 +46,48 @@ def _share_text(distance: np.ndarray, threshold: float) -> str:
 @dataclass(frozen=True)
 class Identity:
     """One judge's identity distances [T] over the run's outputs: to the first output frame with a face
-    (drift) and to the run's aligned look image (None when the run had no look); NaN where no face."""
+    (drift) and to the run's aligned look image (None when the run had no look); NaN where no face.
+
+    ``driver_to_first``: the same judge's drift of the driving frames, each to the first with a face. A real
+    person's own drift as they talk is the scale the output's drift is read against: on the first 80 frames
+    of the seven clips in ``../shared/media`` dlib puts it at medians 0.18–0.35 (docs/keep-identity.md).
+    """
 
     judge: str
     threshold: float  # below it the judge calls two faces the same person
     to_first: np.ndarray
     to_look: np.ndarray | None = None
+    driver_to_first: np.ndarray | None = None
 
     def lines(self) -> list[str]:
         same = f"same person < {self.threshold}"
         found = [f"identity drift, {self.judge} (distance to the first frame; {same}): "
                  f"{_share_text(self.to_first, self.threshold)}"]
+        if self.driver_to_first is not None:
+            found.append(f"the driver's own identity drift, {self.judge} (a real person's, for scale): "
+                         f"{_share_text(self.driver_to_first, self.threshold)}")
         if self.to_look is not None:
             found.append(f"identity to the look image, {self.judge} ({same}): "
                          f"{_share_text(self.to_look, self.threshold)}")
         return found
 
 
-def identity(judge: str, threshold: float, vectors: np.ndarray, look: np.ndarray | None) -> Identity:
-    """Distances of face vectors [T, D] (descriptors or embeddings, rows of NaN without a face) to the first
-    frame with a face and to the look's vector [D] (all NaN when the look shows no face)."""
+def drift(vectors: np.ndarray) -> np.ndarray:
+    """Distance [T] of face vectors [T, D] (rows of NaN without a face) to the first with a face (all NaN: none)."""
     vectors = np.asarray(vectors, dtype=np.float64)
     with_face = np.flatnonzero(np.isfinite(vectors).all(axis=1))
-    to_first = (descriptor_distances(vectors, reference=int(with_face[0])) if with_face.size
-                else np.full(len(vectors), np.nan))
+    return (descriptor_distances(vectors, reference=int(with_face[0])) if with_face.size
+            else np.full(len(vectors), np.nan))
+
+
+def identity(judge: str, threshold: float, vectors: np.ndarray, look: np.ndarray | None,
+             driver: np.ndarray | None = None) -> Identity:
+    """One judge's :class:`Identity` from the outputs' face vectors [T, D] (descriptors or embeddings, rows of
+    NaN without a face), the look's vector [D] (all NaN when the look shows no face) and the driving frames'
+    vectors [T, D]."""
+    vectors = np.asarray(vectors, dtype=np.float64)
     to_look = None if look is None else np.linalg.norm(vectors - look, axis=-1)
-    return Identity(judge, threshold, to_first, to_look)
+    return Identity(judge, threshold, drift(vectors), to_look, None if driver is None else drift(driver))
 
 
 @dataclass(frozen=True)
@@ -166,9 +182,9 @@ def evaluate_run(generator: LatentGenerator, latents: torch.Tensor, driver_frame
         raise ValueError(f"{len(latents)} latents but {len(driver_frames)} driving frames")
     judge = judge or DlibJudge(size=JUDGE_SIZE)
     count = len(latents)
-    total = count * (2 + walks + (facenet is not None))
+    total = count * (2 + walks + 2 * (facenet is not None))
     with tqdm(total=total, unit="frame", desc="evaluate", disable=not progress) as bar:
-        driver = judge.measure(_counted(driver_frames, bar))
+        driver = judge.measure(_counted(driver_frames, bar), describe=True)
         if not driver.found.any():
             raise NoFaceError("dlib found no face in any driving frame; the run cannot be judged")
         outputs = render_frames(generator, latents)
@@ -182,13 +198,15 @@ def evaluate_run(generator: LatentGenerator, latents: torch.Tensor, driver_frame
             walk_missed += seen.missed
             walk_corr.append(pearson(driver_ratio, mouth_ratio(seen.points)))
         look_seen = judge.measure([look], describe=True) if look is not None else None
-        assert output.descriptors is not None
+        assert output.descriptors is not None and driver.descriptors is not None
         judged = [identity("dlib", SAME_PERSON_DISTANCE, output.descriptors,
-                           None if look_seen is None else look_seen.descriptors[0])]
+                           None if look_seen is None else look_seen.descriptors[0], driver.descriptors)]
         if facenet is not None:
             embedded = embed_faces(facenet, [judge.prepare(o) for o in _counted(outputs, bar)], output.points)
+            driver_embedded = embed_faces(facenet, [judge.prepare(d) for d in _counted(driver_frames, bar)],
+                                          driver.points)
             look_embedded = (None if look_seen is None else
                              embed_faces(facenet, [judge.prepare(look)], look_seen.points)[0])
-            judged.append(identity("FaceNet", FACENET_SAME_PERSON, embedded, look_embedded))
+            judged.append(identity("FaceNet", FACENET_SAME_PERSON, embedded, look_embedded, driver_embedded))
     evaluation = Evaluation(driver, output, correlation, np.array(walk_corr), walk_missed, tuple(judged))
     return evaluation, outputs

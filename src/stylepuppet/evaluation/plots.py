@@ -85,13 +85,18 @@ def loss_plot(terms: Mapping[str, np.ndarray], start: int = 0) -> Figure:
 
 def identity_plot(judged: Sequence[Identity], start: int = 0) -> Figure:
     """Each judge's identity distance of every output frame to the first output frame (and to the look), in a
-    panel of its own with its own same-person line: the judges' distances are on different scales."""
+    panel of its own with its own same-person line: the judges' distances are on different scales. The
+    driver's own drift, where judged, is drawn beside it for scale."""
     fig = _figure(width=WIDTH, height=HEIGHT + 0.4)
     for column, identity in enumerate(judged):
         ax = fig.add_subplot(1, len(judged), column + 1)
         t = np.arange(len(identity.to_first))
         ax.plot(t, identity.to_first, color=OUTPUT, marker=_markers(len(t)), label="to the first output frame")
         series = [identity.to_first]
+        if identity.driver_to_first is not None:
+            ax.plot(t, identity.driver_to_first, color=DRIVER, marker=_markers(len(t)),
+                    label="the driver, to its first frame")
+            series.append(identity.driver_to_first)
         if identity.to_look is not None:
             ax.plot(t, identity.to_look, color=LOOK, marker=_markers(len(t)), label="to the look image")
             series.append(identity.to_look)
