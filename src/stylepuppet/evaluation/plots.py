@@ -86,8 +86,9 @@ def loss_plot(terms: Mapping[str, np.ndarray], start: int = 0) -> Figure:
 def identity_plot(judged: Sequence[Identity], start: int = 0) -> Figure:
     """Each judge's identity distance of every output frame to the first output frame (and to the look), in a
     panel of its own with its own same-person line: the judges' distances are on different scales. The
-    driver's own drift, where judged, is drawn beside it for scale."""
-    fig = _figure(width=WIDTH, height=HEIGHT + 0.4)
+    driver's own drift, where judged, is drawn beside it for scale. One legend below the panels: inside them
+    it hid the curves."""
+    fig = _figure(width=WIDTH, height=HEIGHT + 0.7)
     for column, identity in enumerate(judged):
         ax = fig.add_subplot(1, len(judged), column + 1)
         t = np.arange(len(identity.to_first))
@@ -100,14 +101,15 @@ def identity_plot(judged: Sequence[Identity], start: int = 0) -> Figure:
         if identity.to_look is not None:
             ax.plot(t, identity.to_look, color=LOOK, marker=_markers(len(t)), label="to the look image")
             series.append(identity.to_look)
-        ax.axhline(identity.threshold, color=LIMIT, linestyle="--", label=f"same person below {identity.threshold}")
+        ax.axhline(identity.threshold, color=LIMIT, linestyle="--", label="same person below the dashed line")
         finite = np.concatenate([s[np.isfinite(s)] for s in series])
         top = float(finite.max()) * 1.1 if finite.size else 0.0
         ax.set_ylim(0, max(identity.threshold * 1.25, top))
         ax.set_ylabel("distance")
-        ax.set_title(f"{identity.judge}", fontsize=10)
+        ax.set_title(f"{identity.judge}: same person below {identity.threshold}", fontsize=10)
         _frames_axis(ax, len(t), start)
-        ax.legend(loc="best", fontsize=8)
+    handles, labels = fig.axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=8)
     fig.suptitle("Identity: distance between faces, as each judge sees them")
     return fig
 
