@@ -175,3 +175,11 @@ def test_paste_back_picks_its_picture_and_changes_no_run_fingerprint(tmp_path):
     assert free.picture == "driving"
     inputs = {"driving": None}
     assert fingerprint(free, inputs) == fingerprint(resolve_config("free", None, {}), inputs)
+
+
+def test_the_generators_faces_are_read_as_drawn_unless_a_gamma_is_set():
+    """Measured on the 64² DCGAN in free mode and not yet in a preset (docs/motion.md, session 13)."""
+    assert all(preset(p).landmarks.gamma == 1.0 for p in PRESETS)
+    assert resolve_config("free", None, {"landmarks.gamma": 2}).landmarks.gamma == 2.0
+    with pytest.raises(ConfigError, match="gamma"):
+        resolve_config("free", None, {"landmarks.gamma": 0})

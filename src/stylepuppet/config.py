@@ -127,6 +127,13 @@ class LandmarkConfig:
     named groups weighted, a 64² DCGAN face followed d0's wide-open mouth by painting a dark blob
     that the mesh read as an open mouth and dlib did not (correlation −0.09); with ``rest = 1`` the
     same start and settings reached 0.83.
+    ``gamma``: the net reads the generator's faces with their pixel values (in [0, 1]) raised to this power.
+    Above 1 it darkens the shadow between parted lips more than the lips. On the 64² DigiFace DCGAN the mesh
+    read a small opening the face had drawn as a shut mouth (below its reading of the shut mouth, where dlib
+    and the eye saw the lips part), so the optimiser opened the mouth until it gaped (docs/motion.md,
+    session 13). The driver's frames are read as they are, and free mode's start faces compete as drawn.
+    No preset sets it yet: at 2 it lifted d11 from 0.50 to 0.65 and left four other clips within 0.02, but
+    it took d13 from 0.704 to 0.696, under issue 13's 0.7 (docs/motion.md).
     """
 
     net: LandmarkNetName = _spec("fan", flag="landmark-net", help="Landmark network of the loss.")
@@ -144,6 +151,7 @@ class LandmarkConfig:
                                   help="Driving frame (in the run) whose landmarks are the motion's zero.")
     rest: float = _spec(1.0, lo=0)
     strength: float = _spec(1.0, lo=0, hi=4)
+    gamma: float = _spec(1.0, above=0, hi=4)
 
 
 @dataclass(frozen=True)

@@ -317,6 +317,23 @@ def test_the_start_face_depends_on_the_driver_not_on_the_runs_seed(models_dir: P
     assert torch.equal(first.latent, other.latent) and torch.equal(first.points, other.points)
 
 
+def test_the_faces_compete_as_drawn_and_the_motion_is_laid_on_the_face_as_the_loss_reads_it(models_dir: Path) -> None:
+    G, mesh, plain = _dcgan_and_mesh(models_dir)
+    cfg = dataclasses.replace(preset("free"), start_candidates=16, start_rehearsal=2, start_rehearsal_steps=2,
+                              landmarks=LandmarkConfig(net="mesh", jitter_count=0, gamma=2.0))
+    squared = LandmarkObjective(mesh, cfg.landmarks)
+    driver, centre, side = _still_driver(G, plain, 2)
+    driver[1, mesh.groups["inner_lip"], 1] += 1.5
+    as_drawn = choose_start_face(dataclasses.replace(cfg, landmarks=dataclasses.replace(cfg.landmarks, gamma=1.0)),
+                                 G, plain, driver, 0, centre, side, torch.device("cpu"))
+    read_squared = choose_start_face(cfg, G, squared, driver, 0, centre, side, torch.device("cpu"))
+    assert torch.equal(as_drawn.latent, read_squared.latent)  # the same face competes and wins
+    with torch.no_grad():
+        face = to_unit(G.render(read_squared.latent[None]))
+        assert torch.allclose(read_squared.points, squared.points(face, read_squared.centre, read_squared.side)[0])
+    assert not torch.allclose(read_squared.points, as_drawn.points, atol=0.05)
+
+
 def test_each_face_rehearses_with_the_identity_term_to_itself_as_the_run_will(models_dir: Path, monkeypatch) -> None:
     G, mesh, obj = _dcgan_and_mesh(models_dir)
     cfg = dataclasses.replace(preset("free"), start_candidates=64, start_rehearsal=3)

@@ -92,3 +92,16 @@ def test_the_objective_without_framings_is_the_landmark_loss():
     expected = landmark_loss(obj.net, to_unit(image), centre.expand(2, 2), side.expand(2), obj.point_weights,
                              points=points.expand(2, -1, -1))
     torch.testing.assert_close(obj(image, targets), expected)  # no generator: the plain framing only
+
+
+def test_a_gamma_reads_the_generated_image_raised_to_it_and_leaves_the_targets_alone():
+    image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    other = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    plain, squared = objective(), objective(gamma=2.0)
+    centre, side = plain.framing(BOX)
+    unit = to_unit(image)
+    darker = unit.clamp_min(1e-4) ** 2
+    assert torch.equal(squared.points(unit, centre, side), plain.points(darker, centre, side))
+    targets = plain.targets_from_points(plain.points(to_unit(other), centre, side), centre, side)
+    assert torch.allclose(squared(image, targets), plain(darker * 2 - 1, targets), atol=1e-6)
+    assert not torch.allclose(squared(image, targets), plain(image, targets))

@@ -244,6 +244,9 @@ def choose_start_face(cfg: AnimateConfig, generator: LatentGenerator, obj: Landm
     reference the face itself, as the run will.
     """
     began = now()
+    chosen_by = obj  # the faces compete as drawn, whatever gamma the run's loss reads them at
+    if obj.gamma != 1:
+        chosen_by = LandmarkObjective(obj.net, dataclasses.replace(cfg.landmarks, gamma=1.0), device=device)
     ref_points = torch.as_tensor(driver[ref], dtype=torch.float32, device=device)
     c = torch.as_tensor(centre, dtype=torch.float32, device=device)
     s = torch.as_tensor(side, dtype=torch.float32, device=device)
@@ -253,11 +256,11 @@ def choose_start_face(cfg: AnimateConfig, generator: LatentGenerator, obj: Landm
     if cfg.start_candidates == 0:
         latents = generator.mean_latent().to(device).reshape(1, 1, -1).expand(1, generator.num_ws, -1)
     else:
-        latents = best_candidates(generator, obj, ref_points, c, s, rigid, cfg.start_candidates, POOL_SEED,
+        latents = best_candidates(generator, chosen_by, ref_points, c, s, rigid, cfg.start_candidates, POOL_SEED,
                                   keep=max(1, cfg.start_rehearsal), presence=cfg.start_presence)
     with torch.no_grad():
         images = to_unit(generator.render(latents, noise_mode="const"))
-    bc, bs, base = calibrated_framing(obj, images, ref_points, c, s, rigid)
+    bc, bs, base = calibrated_framing(chosen_by, images, ref_points, c, s, rigid)
     scored = clock.record("start_scoring", began) if clock is not None else began
     best = 0
     if len(latents) > 1:
@@ -265,10 +268,10 @@ def choose_start_face(cfg: AnimateConfig, generator: LatentGenerator, obj: Landm
         if cfg.start_rehearse_lips:
             frames = rehearsal_frames(driver_t, ref, obj.point_weights, obj.net.groups)
             lips = {g: float(g in LIP_GROUPS) for g in cfg.landmarks.groups}
-            scorer = LandmarkObjective(obj.net, dataclasses.replace(cfg.landmarks, groups=lips, rest=0.0),
+            scorer = LandmarkObjective(obj.net, dataclasses.replace(cfg.landmarks, groups=lips, rest=0.0, gamma=1.0),
                                        device=device)
         else:
-            frames, scorer = [most_expressive_frame(driver_t, ref, obj.point_weights)], obj
+            frames, scorer = [most_expressive_frame(driver_t, ref, obj.point_weights)], chosen_by
         schedule = (cfg.schedule if cfg.start_rehearsal_steps is None
                     else dataclasses.replace(cfg.schedule, steps=cfg.start_rehearsal_steps))
         shares = []
@@ -290,7 +293,7 @@ def choose_start_face(cfg: AnimateConfig, generator: LatentGenerator, obj: Landm
                 targets = obj.targets_from_points(goal, bc[k:k + 1], bs[k:k + 1])
                 if identity is not None:
                     targets = dataclasses.replace(targets, face68=face68(obj, goal))
-                projector = Projector(generator, obj, cfg.loss, schedule, seed=POOL_SEED, anchor=latents[k],
+                projector = Projector(generator, chosen_by, cfg.loss, schedule, seed=POOL_SEED, anchor=latents[k],
                                       identity=identity, device=device)
                 share += rehearsal_share(generator, scorer, projector, latents[k:k + 1], targets, POOL_SEED)
             shares.append(share / len(frames))
@@ -298,4 +301,7 @@ def choose_start_face(cfg: AnimateConfig, generator: LatentGenerator, obj: Landm
     if clock is not None:
         clock.record("start_rehearsal", scored)
     start = None if cfg.start_candidates == 0 else latents[best]
+    if chosen_by is not obj:  # the motion is laid on the face as the run's loss reads it
+        bc, bs, base = calibrated_framing(obj, images[best:best + 1], ref_points, c, s, rigid)
+        best = 0
     return StartFace(start, bc[best:best + 1], bs[best:best + 1], base[best])

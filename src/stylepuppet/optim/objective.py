@@ -63,6 +63,7 @@ class LandmarkObjective:
         self.jitter_count = cfg.jitter_count
         self.jitter_shift = cfg.jitter_shift
         self.jitter_scale = cfg.jitter_scale
+        self.gamma = cfg.gamma
         self.mirror: Tensor | None = None
         if cfg.jitter_flip and cfg.jitter_count > 1:
             if self.form != "relative":
@@ -88,10 +89,15 @@ class LandmarkObjective:
         """The net's framing (centre [N, 2], side [N]) of face boxes [N, 4] in image pixels."""
         return self.net.framing(box)
 
+    def seen(self, images01: Tensor) -> Tensor:
+        """Generated images [N, 3, R, R] in [0, 1] as the net reads them: raised to ``landmarks.gamma``."""
+        return images01 if self.gamma == 1 else images01.clamp_min(1e-4) ** self.gamma
+
     @torch.no_grad()
     def points(self, images01: Tensor, centre: Tensor, side: Tensor) -> Tensor:
-        """The net's landmarks of images [N, 3, R, R] in [0, 1] framed at (centre, side), in image pixels."""
-        return read_points(self.net, images01, centre, side)
+        """The net's landmarks of generated images [N, 3, R, R] in [0, 1] (:meth:`seen`) framed at (centre, side),
+        in image pixels."""
+        return read_points(self.net, self.seen(images01), centre, side)
 
     @torch.no_grad()
     def presence(self, images01: Tensor, centre: Tensor, side: Tensor) -> Tensor | None:
@@ -135,7 +141,7 @@ class LandmarkObjective:
         if generator is not None and self.jitter_count > 0:
             count = self.jitter_count
             centre, side = jitter_framing(centre, side, generator, self.jitter_shift, self.jitter_scale, count)
-        batch = to_unit(images).repeat(count, 1, 1, 1)
+        batch = self.seen(to_unit(images)).repeat(count, 1, 1, 1)
         flipped = None
         if count > 1 and self.mirror is not None:
             flipped = (torch.arange(n * count, device=batch.device) // n) % 2 == 1
