@@ -132,8 +132,8 @@ class LandmarkConfig:
     read a small opening the face had drawn as a shut mouth (below its reading of the shut mouth, where dlib
     and the eye saw the lips part), so the optimiser opened the mouth until it gaped (docs/motion.md,
     session 13). The driver's frames are read as they are, and free mode's start faces compete as drawn.
-    No preset sets it yet: at 2 it lifted d11 from 0.50 to 0.65 and left four other clips within 0.02, but
-    it took d13 from 0.704 to 0.696, under issue 13's 0.7 (docs/motion.md).
+    No preset sets it: at 2 it lifted d11 from 0.50 to 0.65 and d12 from 0.31 to 0.38, but it took d13
+    (0.704 → 0.696) and d3 at seed 1 (0.73 → 0.69) under issue 13's 0.7 (docs/motion.md).
     """
 
     net: LandmarkNetName = _spec("fan", flag="landmark-net", help="Landmark network of the loss.")
