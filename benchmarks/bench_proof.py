@@ -153,6 +153,12 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
+def _median_max(series: np.ndarray | None) -> tuple[float, float]:
+    """Median and max of a per-frame series over the frames that have a value (NaN, NaN: none)."""
+    found = np.zeros(0) if series is None else series[np.isfinite(series)]
+    return (float(np.median(found)), float(np.max(found))) if found.size else (math.nan, math.nan)
+
+
 def _std(x: np.ndarray) -> float:
     x = x[np.isfinite(x)]
     return float(np.std(x)) if x.size > 2 else float("nan")
@@ -231,9 +237,8 @@ def run_one(clip: str, seed: int, frames: int, overrides: dict[str, Any], folder
     load_after = os.getloadavg()
     evaluation = evaluate_output(out, driving, walks=WALKS)
     drv, opt = evaluation.driver_ratio, evaluation.output_ratio
-    dist = evaluation.identity_distance[np.isfinite(evaluation.identity_distance)]
-    own = evaluation.identity[0].driver_to_first
-    own = own[np.isfinite(own)] if own is not None else np.zeros(0)
+    drift_median, drift_max = _median_max(evaluation.identity_distance)
+    own_median, own_max = _median_max(evaluation.identity[0].driver_to_first)
     figures = {
         "clip": clip, "seed": seed, "frames": evaluation.frames, "config": config_text,
         "settings": overrides, "animate_seconds": seconds, "resumed_from": result.resumed_from,
@@ -244,10 +249,8 @@ def run_one(clip: str, seed: int, frames: int, overrides: dict[str, Any], folder
         "walk_p95": evaluation.walk_p95, "driver_amplitude": _std(drv), "output_amplitude": _std(opt),
         "missed": evaluation.output.missed, "driver_missed": evaluation.driver.missed,
         "output_jitter": evaluation.output_jitter, "driver_jitter": evaluation.driver_jitter,
-        "identity_median": float(np.median(dist)) if dist.size else math.nan,
-        "identity_max": float(np.max(dist)) if dist.size else math.nan,
-        "driver_identity_median": float(np.median(own)) if own.size else math.nan,
-        "driver_identity_max": float(np.max(own)) if own.size else math.nan,
+        "identity_median": drift_median, "identity_max": drift_max,
+        "driver_identity_median": own_median, "driver_identity_max": own_max,
         "driver_ratio": drv.tolist(), "output_ratio": opt.tolist(),
     }
     if look is not None:
