@@ -121,7 +121,8 @@ class LandmarkConfig:
     −0.01), and dlib agreed with the mirrored reading (correlations −0.36 to 0.08).
     ``reference``: driving frame whose landmarks are the motion's zero (None: chosen automatically).
     ``strength``: the relative form copies the driver's change times this (below 1 tones expressions
-    down, for generators that cannot make them as wide as the driver).
+    down, for generators that cannot make them as wide as the driver). At 1.5 (free mode, the DCGAN) four of seven
+    clips followed the driver better and three worse, and nothing but the judge told which (docs/motion.md).
     ``rest``: weight of the net's points outside the named groups. FAN has none; the mesh has ~300
     (cheeks, forehead, around the eyes) that hold the whole face surface in place. With only the
     named groups weighted, a 64² DCGAN face followed d0's wide-open mouth by painting a dark blob
@@ -133,7 +134,8 @@ class LandmarkConfig:
     and the eye saw the lips part), so the optimiser opened the mouth until it gaped (docs/motion.md,
     session 13). The driver's frames are read as they are, and free mode's start faces compete as drawn.
     No preset sets it: at 2 it lifted d11 from 0.50 to 0.65 and d12 from 0.31 to 0.38, but it took d13
-    (0.704 → 0.696) and d3 at seed 1 (0.73 → 0.69) under issue 13's 0.7 (docs/motion.md).
+    (0.704 → 0.696) and d3 at seed 1 (0.73 → 0.69) under issue 13's 0.7; at 1.5 d13 fell to 0.68. In
+    keep-identity mode (look 0) it lifted d12, d13 and d20 and cost d3 (0.69 → 0.44) and d18 (docs/motion.md).
     """
 
     net: LandmarkNetName = _spec("fan", flag="landmark-net", help="Landmark network of the loss.")
