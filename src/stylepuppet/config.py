@@ -132,7 +132,8 @@ class LandmarkConfig:
     Above 1 it darkens the shadow between parted lips more than the lips. On the 64² DigiFace DCGAN the mesh
     read a small opening the face had drawn as a shut mouth (below its reading of the shut mouth, where dlib
     and the eye saw the lips part), so the optimiser opened the mouth until it gaped (docs/motion.md,
-    session 13). The driver's frames are read as they are, and free mode's start faces compete as drawn.
+    session 13). The driver's frames are read as they are, and free mode's start faces compete as drawn; a
+    look's points (keep-identity) are read at the gamma, as the loss reads G's faces.
     No preset sets it: at 2 it lifted d11 from 0.50 to 0.65 and d12 from 0.31 to 0.38, but it took d13
     (0.704 → 0.696) and d3 at seed 1 (0.73 → 0.69) under issue 13's 0.7; at 1.5 d13 fell to 0.68. In
     keep-identity mode (look 0) it lifted d12, d13 and d20 and cost d3 (0.69 → 0.44) and d18 (docs/motion.md).
