@@ -66,6 +66,7 @@ from stylepuppet.animation.run import animate
 from stylepuppet.animation.state import STATE, TARGETS, RunState
 from stylepuppet.animation.targets import READ_FRAMINGS, READ_SCALE, READ_SHIFT, Targets, _framing, driver_points
 from stylepuppet.config import DCGAN_KEEP_IDENTITY, config_from_dict, resolve_config
+from stylepuppet.evaluation.figures import distance_summary
 from stylepuppet.evaluation.measures import SAME_PERSON_DISTANCE, pearson
 from stylepuppet.evaluation.report import evaluate_output
 from stylepuppet.face.align import to_aligned
@@ -153,10 +154,10 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
-def _median_max(series: np.ndarray | None) -> tuple[float, float]:
-    """Median and max of a per-frame series over the frames that have a value (NaN, NaN: none)."""
-    found = np.zeros(0) if series is None else series[np.isfinite(series)]
-    return (float(np.median(found)), float(np.max(found))) if found.size else (math.nan, math.nan)
+def _summary(distance: np.ndarray | None) -> dict[str, float]:
+    """dlib's distance series summed up as the report does (NaN each when the run has no such series)."""
+    return (distance_summary(distance, SAME_PERSON_DISTANCE)
+            or dict.fromkeys(("median", "max", "share_above_threshold"), math.nan))
 
 
 def _std(x: np.ndarray) -> float:
@@ -237,8 +238,7 @@ def run_one(clip: str, seed: int, frames: int, overrides: dict[str, Any], folder
     load_after = os.getloadavg()
     evaluation = evaluate_output(out, driving, walks=WALKS)
     drv, opt = evaluation.driver_ratio, evaluation.output_ratio
-    drift_median, drift_max = _median_max(evaluation.identity_distance)
-    own_median, own_max = _median_max(evaluation.identity[0].driver_to_first)
+    drift, own = _summary(evaluation.identity_distance), _summary(evaluation.identity[0].driver_to_first)
     figures = {
         "clip": clip, "seed": seed, "frames": evaluation.frames, "config": config_text,
         "settings": overrides, "animate_seconds": seconds, "resumed_from": result.resumed_from,
@@ -249,16 +249,15 @@ def run_one(clip: str, seed: int, frames: int, overrides: dict[str, Any], folder
         "walk_p95": evaluation.walk_p95, "driver_amplitude": _std(drv), "output_amplitude": _std(opt),
         "missed": evaluation.output.missed, "driver_missed": evaluation.driver.missed,
         "output_jitter": evaluation.output_jitter, "driver_jitter": evaluation.driver_jitter,
-        "identity_median": drift_median, "identity_max": drift_max,
-        "driver_identity_median": own_median, "driver_identity_max": own_max,
+        "identity_median": drift["median"], "identity_max": drift["max"],
+        "driver_identity_median": own["median"], "driver_identity_max": own["max"],
         "driver_ratio": drv.tolist(), "output_ratio": opt.tolist(),
     }
     if look is not None:
-        to_look = evaluation.identity[0].to_look
-        found = to_look[np.isfinite(to_look)] if to_look is not None else np.zeros(0)
+        to_look = _summary(evaluation.identity[0].to_look)
         projection = json.loads((out / LOOK_FIGURES).read_text())
-        figures.update({"look": Path(look).name, "to_look_median": float(np.median(found)) if found.size else math.nan,
-                        "to_look_over": float(np.mean(found > SAME_PERSON_DISTANCE)) if found.size else math.nan,
+        figures.update({"look": Path(look).name, "to_look_median": to_look["median"],
+                        "to_look_over": to_look["share_above_threshold"],
                         "reconstruction": projection.get("identity", math.nan)})
     if want_chain:
         figures["chain"] = chain(out, driving, cfg, evaluation)

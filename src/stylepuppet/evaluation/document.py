@@ -21,7 +21,7 @@ from stylepuppet import atomic
 from stylepuppet.animation.outputs import REPORT_HTML, REPORT_JSON
 from stylepuppet.config import AnimateConfig
 from stylepuppet.evaluation import plots
-from stylepuppet.evaluation.figures import Evaluation, Identity
+from stylepuppet.evaluation.figures import Evaluation, Identity, distance_summary
 from stylepuppet.evaluation.measures import jitter_series
 from stylepuppet.evaluation.panels import face_window, picture_box
 
@@ -50,20 +50,10 @@ def extreme_frames(driver_ratio: np.ndarray) -> list[tuple[str, int]]:
     return [("widest", int(np.nanargmax(driver_ratio))), ("narrowest", int(np.nanargmin(driver_ratio)))]
 
 
-def _summary(distance: np.ndarray | None, threshold: float) -> dict[str, float] | None:
-    if distance is None:
-        return None
-    finite = distance[np.isfinite(distance)]
-    if not finite.size:
-        return {"median": float("nan"), "max": float("nan"), "share_above_threshold": float("nan")}
-    return {"median": float(np.median(finite)), "max": float(np.max(finite)),
-            "share_above_threshold": float(np.mean(finite > threshold))}
-
-
 def _identity_figures(judged: Identity) -> dict[str, Any]:
-    return {"same_person_below": judged.threshold, "to_first": _summary(judged.to_first, judged.threshold),
-            "to_look": _summary(judged.to_look, judged.threshold),
-            "driver_to_first": _summary(judged.driver_to_first, judged.threshold)}
+    return {"same_person_below": judged.threshold, "to_first": distance_summary(judged.to_first, judged.threshold),
+            "to_look": distance_summary(judged.to_look, judged.threshold),
+            "driver_to_first": distance_summary(judged.driver_to_first, judged.threshold)}
 
 
 def report_data(evaluation: Evaluation, terms: Mapping[str, np.ndarray], cfg: AnimateConfig, *,

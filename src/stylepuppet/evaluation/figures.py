@@ -35,12 +35,24 @@ from stylepuppet.images import to_uint8
 JUDGE_SIZE = 256
 
 
-def _share_text(distance: np.ndarray, threshold: float) -> str:
+def distance_summary(distance: np.ndarray | None, threshold: float) -> dict[str, float] | None:
+    """Median, max and share past ``threshold`` of a distance series [T] over the frames with a face (NaN each
+    when no frame has one; None without a series), as the report, the printed lines and the benchmarks give it."""
+    if distance is None:
+        return None
     found = distance[np.isfinite(distance)]
     if not found.size:
+        return {"median": float("nan"), "max": float("nan"), "share_above_threshold": float("nan")}
+    return {"median": float(np.median(found)), "max": float(np.max(found)),
+            "share_above_threshold": float(np.mean(found > threshold))}
+
+
+def _share_text(distance: np.ndarray, threshold: float) -> str:
+    summary = distance_summary(distance, threshold)
+    if np.isnan(summary["median"]):
         return "no frame to compare (no face found)"
-    return (f"median {np.median(found):.3f}, max {np.max(found):.3f}, "
-            f"{100 * np.mean(found > threshold):.0f}% of frames above")
+    return (f"median {summary['median']:.3f}, max {summary['max']:.3f}, "
+            f"{100 * summary['share_above_threshold']:.0f}% of frames above")
 
 
 @dataclass(frozen=True)
